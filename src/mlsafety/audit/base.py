@@ -1,0 +1,187 @@
+"""The audit's building blocks: :class:`Check`, its :class:`CheckResult`, and the
+:class:`AuditContext` a check receives.
+
+A check is one small class registered in :data:`mlsafety.registry.CHECKS` from its own
+file in :mod:`mlsafety.audit.checks`; the runner and the report never need editing to
+add one.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MatplotlibFigure
+
+    from mlsafety.data.dataset import ImageDataset
+    from mlsafety.models.classifier import Classifier
+
+Verdict = Literal["pass", "info", "warn", "fail", "skipped", "error"]
+VERDICT_SEVERITY: dict[str, int] = {
+    "pass": 0, "info": 1, "skipped": 1, "warn": 2, "fail": 3, "error": 4,
+}
+
+
+@dataclass
+class Figure:
+    """A PNG figure, stored base64-encoded so that results are self-contained JSON."""
+
+    title: str
+    png_base64: str
+    caption: str = ""
+
+    @classmethod
+    def from_matplotlib(cls, figure: MatplotlibFigure, title: str, caption: str = "",
+                        dpi: int = 110) -> Figure:
+        """Render a matplotlib figure (use ``matplotlib.figure.Figure()``, not pyplot)."""
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        return cls(title, base64.b64encode(buffer.getvalue()).decode("ascii"), caption)
+
+
+@dataclass
+class Table:
+    """A small table: column names and rows of JSON-friendly cells."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class CheckResult:
+    """What a check found: metrics, tables, figures, a verdict and notes.
+
+    ``metrics`` hold the headline numbers (used by ``--fail-under``); ``details`` hold any
+    further JSON-friendly data; ``warnings`` are shown prominently in the report.
+    """
+
+    name: str
+    title: str
+    verdict: Verdict
+    summary: str
+    hazard: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+    seconds: float = 0.0
+    resumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        data = dict(data)
+        data["tables"] = [Table(**t) for t in data.get("tables", [])]
+        data["figures"] = [Figure(**f) for f in data.get("figures", [])]
+        return cls(**data)
+
+
+@dataclass
+class AuditContext:
+    """Everything a check may use. Checks must not mutate the model or the data.
+
+    Attributes
+    ----------
+    classifier : the model under audit.
+    data : evaluation (test) data.
+    validation : a held-out split for tuning (temperature, detector thresholds, ...); never
+        the evaluation data.
+    train : training data when available (data-level backdoor scans, Outlier Exposure).
+    ood : out-of-distribution sets given by the user, by name.
+    quick : use data subsets and fewer steps (the quick audit runs in about a minute).
+    seed : the seed every check derives its randomness from.
+    is_default : True when auditing the embedded default model and data.
+    options : per-check options (``{"adversarial": {"epsilon": 0.1}}``).
+    """
+
+    classifier: Classifier
+    data: ImageDataset
+    validation: ImageDataset | None = None
+    train: ImageDataset | None = None
+    ood: dict[str, ImageDataset] = field(default_factory=dict)
+    quick: bool = False
+    seed: int = 0
+    is_default: bool = False
+    out_dir: Path | None = None
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def evaluation_data(self, n_full: int | None = None, n_quick: int = 1000) -> ImageDataset:
+        """The evaluation set, reduced to a seeded subset of ``n_quick`` samples in quick
+        mode (and of ``n_full`` otherwise, when given)."""
+        limit = n_quick if self.quick else n_full
+        return self.data if limit is None else self.data.head(limit, seed=self.seed)
+
+    def logits(self, data: ImageDataset) -> torch.Tensor:
+        """Logits of ``data``, computed once per data set and shared between checks."""
+        key = f"logits:{id(data)}"
+        if key not in self._cache:
+            self._cache[key] = self.classifier.predict_logits(data.images)
+        return self._cache[key]
+
+    def features(self, data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits) of ``data``, computed once per data set."""
+        key = f"features:{id(data)}"
+        if key not in self._cache:
+            self._cache[key] = self.classifier.features(data.images)
+            self._cache[f"logits:{id(data)}"] = self._cache[key][1]
+        return self._cache[key]
+
+    def option(self, check: str, key: str, default: Any) -> Any:
+        return self.options.get(check, {}).get(key, default)
+
+
+class Check(ABC):
+    """One hazard check of the audit.
+
+    Subclasses set ``name`` (short and stable: ``accuracy``, ``corruptions``, ...),
+    ``title``, ``hazard`` (the pillar/hazard it covers), ``requires`` (a subset of
+    ``{"validation", "train", "ood", "gradients"}`` beyond model and data) and implement
+    :meth:`run`. Register with ``@CHECKS.register("<name>")``.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    hazard: ClassVar[str] = ""
+    requires: ClassVar[frozenset[str]] = frozenset()
+    order: ClassVar[int] = 100
+
+    def not_applicable(self, context: AuditContext) -> str | None:
+        """Why this check cannot run on ``context`` (None when it can)."""
+        if "validation" in self.requires and context.validation is None:
+            return "needs a validation split, and none was given"
+        if "train" in self.requires and context.train is None:
+            return "needs the training data, and none was given"
+        return None
+
+    def config(self, context: AuditContext) -> dict[str, Any]:
+        """Settings that change the result; part of the key under which results are reused."""
+        return {"quick": context.quick, "seed": context.seed,
+                "options": context.options.get(self.name, {})}
+
+    @abstractmethod
+    def run(self, context: AuditContext) -> CheckResult:
+        """Run the check and return its result."""
+
+    def result(self, verdict: Verdict, summary: str, **fields: Any) -> CheckResult:
+        """Build a :class:`CheckResult` carrying this check's name, title and hazard."""
+        return CheckResult(self.name, self.title, verdict, summary, hazard=self.hazard, **fields)
+
+
+def worst_verdict(verdicts: list[str]) -> str:
+    """The most severe verdict of a list (``pass`` for an empty one)."""
+    return max(verdicts, key=lambda v: VERDICT_SEVERITY.get(v, 0), default="pass")

@@ -1,0 +1,196 @@
+"""Run audit checks with progress, persist each result atomically, resume, and report.
+
+Each finished check is written to ``<out>/results/<check>.json`` at once. A rerun with
+the same configuration (model weights, data, check settings, mlsafety version) reuses
+those files instead of recomputing, so an interrupted audit loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+import mlsafety
+from mlsafety.audit.base import AuditContext, Check, CheckResult, worst_verdict
+from mlsafety.audit.report import package_versions, render_report, write_json_atomic
+from mlsafety.exceptions import InvalidParameterError, MLSafetyError
+from mlsafety.registry import CHECKS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AuditReport:
+    """The outcome of :func:`run_audit`."""
+
+    results: list[CheckResult]
+    metadata: dict[str, Any]
+    json_path: Path
+    html_path: Path
+
+    @property
+    def verdict(self) -> str:
+        return worst_verdict([r.verdict for r in self.results])
+
+    def metric(self, key: str) -> float:
+        """Look up ``check.metric`` or a bare metric name that only one check reports."""
+        check, _, metric = key.rpartition(".")
+        candidates = [
+            (r.name, r.metrics[metric]) for r in self.results
+            if metric in r.metrics and (not check or r.name == check)
+        ]
+        if not candidates:
+            known = sorted(f"{r.name}.{m}" for r in self.results for m in r.metrics)
+            raise InvalidParameterError(f"no metric {key!r} in this audit; known: {', '.join(known)}.")
+        if len(candidates) > 1:
+            raise InvalidParameterError(
+                f"metric {key!r} is reported by several checks ({', '.join(c for c, _ in candidates)}); "
+                "qualify it as <check>.<metric>."
+            )
+        return float(candidates[0][1])
+
+    def violations(self, fail_under: dict[str, float] | None = None,
+                   fail_over: dict[str, float] | None = None) -> list[str]:
+        """Human-readable descriptions of the thresholds the audit breaks."""
+        broken = []
+        for key, bound in (fail_under or {}).items():
+            value = self.metric(key)
+            if not value >= bound:
+                broken.append(f"{key} = {value:.4g} is below {bound:g}")
+        for key, bound in (fail_over or {}).items():
+            value = self.metric(key)
+            if not value <= bound:
+                broken.append(f"{key} = {value:.4g} is above {bound:g}")
+        return broken
+
+
+def available_checks() -> list[str]:
+    """Registered check names in their report order."""
+    return sorted(CHECKS.names(), key=lambda n: (CHECKS.get(n).order, n))
+
+
+def resolve_checks(names: Sequence[str] | None) -> list[Check]:
+    """Instantiate the named checks (all registered ones when ``names`` is None)."""
+    selected = available_checks() if not names else list(dict.fromkeys(names))
+    return [CHECKS.create(name) for name in selected]
+
+
+def _config_hash(check: Check, context: AuditContext) -> tuple[dict[str, Any], str]:
+    config = {
+        "check": check.name,
+        "settings": check.config(context),
+        "model": context.classifier.fingerprint(),
+        "data": context.data.fingerprint(),
+        "validation": context.validation.fingerprint() if context.validation is not None else None,
+        "ood": {name: d.fingerprint() for name, d in sorted(context.ood.items())},
+        "mlsafety": mlsafety.__version__,
+    }
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return config, digest
+
+
+def _load_previous(path: Path, config_hash: str) -> CheckResult | None:
+    if not path.exists():
+        return None
+    try:
+        result = CheckResult.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError):
+        logger.warning("ignoring unreadable previous result %s", path)
+        return None
+    if result.config_hash != config_hash:
+        return None
+    result.resumed = True
+    return result
+
+
+def run_audit(
+    context: AuditContext,
+    out_dir: str | Path,
+    checks: Sequence[str] | None = None,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    console: Console | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> AuditReport:
+    """Run ``checks`` on ``context``, writing results as they finish, then the report.
+
+    Parameters
+    ----------
+    out_dir : where ``results/``, ``report.json`` and ``report.html`` go.
+    checks : check names (default: every registered check).
+    resume : reuse finished results whose configuration matches.
+
+    A check that raises is recorded with verdict ``error`` (with the message) and is not
+    saved, so the next run retries it; the other checks still run.
+    """
+    out = Path(out_dir)
+    results_dir = out / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    context.out_dir = out
+    instances = resolve_checks(checks)
+    results: list[CheckResult] = []
+    started = time.perf_counter()
+    console = console or Console(stderr=True)
+    context.classifier.validate_outputs(context.data.images[:16])
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+        task = bar.add_task("audit", total=len(instances))
+        for check in instances:
+            bar.update(task, description=f"{check.name}")
+            path = results_dir / f"{check.name}.json"
+            config, digest = _config_hash(check, context)
+            previous = _load_previous(path, digest) if resume else None
+            if previous is not None:
+                results.append(previous)
+                bar.advance(task)
+                continue
+            reason = check.not_applicable(context)
+            tick = time.perf_counter()
+            if reason is not None:
+                result = check.result("skipped", f"Skipped: {reason}.")
+            else:
+                try:
+                    result = check.run(context)
+                except MLSafetyError as error:
+                    result = check.result("error", f"{type(error).__name__}: {error}")
+                except Exception as error:  # a failing check must not lose the others
+                    logger.debug("check %s failed", check.name, exc_info=True)
+                    result = check.result("error", f"{type(error).__name__}: {error}",
+                                          details={"traceback": traceback.format_exc()})
+            result.seconds = time.perf_counter() - tick
+            result.config = config
+            result.config_hash = digest
+            if result.verdict != "error":
+                write_json_atomic(path, result.to_dict())
+            results.append(result)
+            bar.advance(task)
+    metadata = {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "total_seconds": time.perf_counter() - started,
+        "seed": context.seed,
+        "quick": context.quick,
+        "checks": [c.name for c in instances],
+        "timings": {r.name: r.seconds for r in results},
+        "model": context.classifier.describe(),
+        "device": str(context.classifier.device),
+        "data": context.data.describe(),
+        "validation": context.validation.describe() if context.validation is not None else None,
+        "ood": {name: d.describe() for name, d in context.ood.items()},
+        "options": context.options,
+        "versions": package_versions(),
+        **(extra_metadata or {}),
+    }
+    json_path, html_path = render_report(out, results, metadata)
+    return AuditReport(results, metadata, json_path, html_path)

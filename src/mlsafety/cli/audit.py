@@ -1,0 +1,101 @@
+"""``mlsafety audit``: run the safety checks on a model and write the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlsafety.audit.base import AuditContext
+from mlsafety.audit.runner import available_checks, run_audit
+from mlsafety.cli._app import app
+from mlsafety.cli._common import (
+    EXIT_FINDINGS,
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    parse_thresholds,
+)
+from mlsafety.data import default_splits, load_dataset
+from mlsafety.models import load_classifier, load_default_classifier
+
+
+def build_context(
+    model: str | None, data: str | None, validation: str | None, ood: list[str] | None,
+    architecture: str | None, device: str | None, quick: bool, seed: int,
+) -> AuditContext:
+    """Load the model and data named on the command line (defaults when absent)."""
+    if model is None:
+        classifier = load_default_classifier(device=device)
+    else:
+        classifier = load_classifier(model, architecture=architecture, device=device)
+    splits = default_splits() if data is None or validation is None else {}
+    evaluation = splits["test"] if data is None else load_dataset(data)
+    if classifier.class_names is None:
+        classifier.class_names = list(evaluation.class_names)
+    if validation is not None:
+        held_out = load_dataset(validation)
+    elif data is None:
+        held_out = splits["validation"]
+    else:
+        # no validation set given: split one off the evaluation data, disjoint from what is scored
+        held_out, evaluation = evaluation.split([0.3, 0.7], seed=seed)
+    ood_sets = {}
+    for item in ood or []:
+        name, sep, path = item.partition("=")
+        ood_sets[name if sep else Path(item).stem] = load_dataset(path if sep else item)
+    return AuditContext(
+        classifier=classifier, data=evaluation, validation=held_out,
+        train=splits["train"] if data is None else None, ood=ood_sets,
+        quick=quick, seed=seed, is_default=model is None and data is None,
+    )
+
+
+@app.command()
+@cli_errors
+def audit(
+    model: Annotated[str | None, typer.Option(help="Model: file (.safetensors, .pt, TorchScript) or module:function. Default: the embedded Fashion-MNIST model.")] = None,
+    data: Annotated[str | None, typer.Option(help="Evaluation data: fashion-mnist, digits, .npz, CIFAR-10 folder or image folder.")] = None,
+    validation: Annotated[str | None, typer.Option(help="Held-out data for tuning (default: split from --data).")] = None,
+    ood: Annotated[list[str] | None, typer.Option(help="Out-of-distribution set NAME=PATH (repeatable).")] = None,
+    architecture: Annotated[str | None, typer.Option(help="Architecture for weight-only checkpoints.")] = None,
+    checks: Annotated[str | None, typer.Option(help="Comma-separated checks (default: all).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("mlsafety-report"),
+    quick: Annotated[bool, typer.Option("--quick", help="Subsets and fewer steps (about a minute).")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
+    fail_under: Annotated[list[str] | None, typer.Option(help="Exit 1 if METRIC < VALUE (repeatable), e.g. accuracy=0.9.")] = None,
+    fail_over: Annotated[list[str] | None, typer.Option(help="Exit 1 if METRIC > VALUE (repeatable), e.g. calibration.ece=0.05.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Recompute every check instead of resuming.")] = False,
+) -> None:
+    """Run the safety checks on a classifier and write report.html + report.json."""
+    under = parse_thresholds(fail_under, "--fail-under")
+    over = parse_thresholds(fail_over, "--fail-over")
+    names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
+    known = available_checks()
+    for name in names or []:
+        if name not in known:
+            raise fail(f"unknown check {name!r}; available: {', '.join(known)}.")
+    if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise fail(f"--device must be cpu or cuda; got {device!r}.")
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise fail("--device cuda was asked for but CUDA is not available; use --device cpu.")
+    context = build_context(model, data, validation, ood, architecture, device, quick, seed)
+    report = run_audit(context, out, names, resume=not fresh)
+    for result in report.results:
+        console.print(f"{result.verdict:>7}  {result.name:<12} {result.summary}", markup=False)
+    console.print(f"report: {report.html_path.resolve()}", markup=False)
+    console.print(f"json:   {report.json_path.resolve()}", markup=False)
+    errors = [r.name for r in report.results if r.verdict == "error"]
+    broken = report.violations(under, over)
+    for line in broken:
+        err_console.print(f"threshold violated: {line}", markup=False)
+    if errors:
+        err_console.print(f"checks failed to run: {', '.join(errors)} (see the report)", markup=False)
+    if broken or errors:
+        raise typer.Exit(EXIT_FINDINGS)

@@ -1,0 +1,63 @@
+"""``mlsafety train``: train a default architecture on Fashion-MNIST (or given data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from mlsafety.cli._app import app
+from mlsafety.cli._common import cli_errors, console
+from mlsafety.data import default_splits, load_dataset
+from mlsafety.models import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    Classifier,
+    accuracy,
+    build_architecture,
+    cache_dir,
+    save_checkpoint,
+    train_classifier,
+)
+
+
+@app.command()
+@cli_errors
+def train(
+    architecture: Annotated[str, typer.Option(help="small_cnn or preact_resnet.")] = "small_cnn",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 6,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (one-cycle AdamW).")] = 3e-3,
+    data: Annotated[str | None, typer.Option(help="Training data (default: Fashion-MNIST train split).")] = None,
+    test: Annotated[str | None, typer.Option(help="Test data (default: Fashion-MNIST test).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Checkpoint path (.safetensors).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Train a classifier and save it as a safetensors checkpoint with its metadata."""
+    torch.manual_seed(seed)
+    if data is None:
+        splits = default_splits()
+        train_data, test_data = splits["train"], splits["test"]
+        mean, std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
+    else:
+        train_data = load_dataset(data, split="train")
+        test_data = load_dataset(test, split="test") if test else train_data.split([0.9, 0.1], seed)[1]
+        mean = train_data.images.mean((0, 2, 3)).tolist()
+        std = train_data.images.std((0, 2, 3)).clamp_min(1e-3).tolist()
+    kwargs = {"in_channels": train_data.image_shape[0], "n_classes": train_data.n_classes}
+    module = build_architecture(architecture, **kwargs).eval()
+    classifier = Classifier(module, mean=mean, std=std, class_names=train_data.class_names,
+                            input_shape=train_data.image_shape, name=architecture, device=device)
+    history = train_classifier(classifier, train_data, epochs=epochs, batch_size=batch_size,
+                               learning_rate=learning_rate, seed=seed)
+    test_accuracy = accuracy(classifier, test_data)
+    path = out or cache_dir() / f"{architecture}_{train_data.name}_seed{seed}.safetensors"
+    save_checkpoint(classifier, path, architecture, kwargs, {
+        "dataset": train_data.name, "test_accuracy": test_accuracy, "epochs": epochs,
+        "seed": seed, "training_seconds": round(history.seconds, 1),
+    })
+    console.print(f"test accuracy {test_accuracy:.4f}; trained in {history.seconds:.1f} s", markup=False)
+    console.print(f"saved {path}", markup=False)

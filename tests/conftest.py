@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny CPU models and small real data, built once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlsafety.data import ImageDataset, default_splits, load_digits
+from mlsafety.models import Classifier, build_architecture, load_default_classifier, train_classifier
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits() -> ImageDataset:
+    """scikit-learn's 1,797 handwritten digits as 1x16x16 images (real, tiny, offline)."""
+    return load_digits(size=16)
+
+
+@pytest.fixture(scope="session")
+def digits_splits(digits: ImageDataset) -> dict[str, ImageDataset]:
+    train, validation, test = digits.split([0.6, 0.2, 0.2], seed=0)
+    return {"train": train, "validation": validation, "test": test}
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(digits_splits: dict[str, ImageDataset]) -> Classifier:
+    """A width-8 SmallCNN trained for a few seconds on digits (about 90% test accuracy)."""
+    torch.manual_seed(0)
+    module = build_architecture("small_cnn", in_channels=1, n_classes=10, width=8).eval()
+    classifier = Classifier(module, mean=[0.3], std=[0.4], class_names=digits_splits["train"].class_names,
+                            input_shape=(1, 16, 16), name="tiny_cnn")
+    train_classifier(classifier, digits_splits["train"], epochs=8, batch_size=64, learning_rate=1e-2,
+                     progress=False, seed=0)
+    return classifier
+
+
+@pytest.fixture(scope="session")
+def default_classifier() -> Classifier:
+    """The shipped Fashion-MNIST model."""
+    return load_default_classifier()
+
+
+@pytest.fixture(scope="session")
+def fashion_small() -> dict[str, ImageDataset]:
+    """500 test and 500 validation images of Fashion-MNIST (needs the Debian package)."""
+    splits = default_splits()
+    return {"test": splits["test"].head(500, seed=0), "validation": splits["validation"].head(500, seed=0)}
