@@ -1,0 +1,1 @@
+"""Alignment: steer systems -- value learning and proxy gaming."""

@@ -1,0 +1,1 @@
+"""Monitoring: identify hazards -- OOD detection, backdoors and calibration."""

@@ -1,0 +1,1 @@
+"""Robustness: withstand hazards -- common corruptions (long tails) and adversarial examples."""

@@ -1,0 +1,1 @@
+"""Training-time defences: augmentation (AugMix, PixMix) and adversarial training, one file each."""
