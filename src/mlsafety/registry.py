@@ -55,6 +55,11 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (used by tests that register temporary methods)."""
+        self._entries.pop(name, None)
+        self._metadata.pop(name, None)
+
     def _populate(self) -> None:
         if self._populated:
             return

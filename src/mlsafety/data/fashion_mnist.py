@@ -45,7 +45,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise InvalidInputError(
             f"{path} is truncated: header says {shape}, file holds {data.size} values."
         )
-    return data.reshape(shape)
+    return data.reshape(shape).copy()
 
 
 def _find(directory: Path, stem: str) -> Path | None:
@@ -59,12 +59,13 @@ def fashion_mnist_dir(path: str | Path | None = None) -> Path:
     """The folder holding the IDX files: ``path``, ``$MLSAFETY_DATA`` (or a
     ``fashion-mnist`` folder inside it), then the Debian package's location."""
     candidates: list[Path] = []
-    if path is not None:
+    if path is not None:  # an explicit path is honoured without falling back elsewhere
         candidates.append(Path(path))
-    elif os.environ.get("MLSAFETY_DATA"):
-        root = Path(os.environ["MLSAFETY_DATA"])
-        candidates += [root, root / "fashion-mnist"]
-    candidates.append(DEBIAN_PATH)
+    else:
+        if os.environ.get("MLSAFETY_DATA"):
+            root = Path(os.environ["MLSAFETY_DATA"])
+            candidates += [root, root / "fashion-mnist"]
+        candidates.append(DEBIAN_PATH)
     for directory in candidates:
         if _find(directory, _FILES["test"][0]) is not None:
             return directory
@@ -96,7 +97,7 @@ def load_fashion_mnist(split: str = "test", path: str | Path | None = None) -> I
     labels = read_idx(label_file)
     if images.ndim != 3 or labels.shape[0] != images.shape[0]:
         raise InvalidInputError(f"{image_file}: unexpected shapes {images.shape} / {labels.shape}.")
-    tensor = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
+    tensor = torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
     return ImageDataset(
         tensor, torch.from_numpy(labels.astype(np.int64)), list(FASHION_MNIST_CLASSES),
         f"fashion-mnist-{split}", {"source": str(directory)},
