@@ -36,7 +36,7 @@ def test_bad_images(x, error, match) -> None:
 
 def test_labels() -> None:
     assert check_labels(torch.tensor([0.0, 2.0]), 2, 3).dtype == torch.long
-    with pytest.raises(InvalidInputError, match="valid labels are 0..2"):
+    with pytest.raises(InvalidInputError, match=r"valid labels are 0\.\.2"):
         check_labels(torch.tensor([0, 3]), n_classes=3)
     with pytest.raises(InvalidInputError, match="negative"):
         check_labels(torch.tensor([-1, 0]))
