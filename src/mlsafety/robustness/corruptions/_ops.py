@@ -1,0 +1,378 @@
+"""Batched image operations shared by the corruptions: filters with scipy/OpenCV border
+semantics, PIL-style resampling, the clipped zoom, ImageMagick-style motion blur, HSV,
+the diamond-square plasma fractal and the procedural frost texture.
+
+Every function takes and returns float tensors of shape (N, C, H, W) on any device and
+draws randomness only from the ``generator`` passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+LUMA = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 luma weights, as in PIL's and OpenCV's RGB -> gray conversion."""
+
+
+# --- borders and linear filters ----------------------------------------------------------------
+
+def boundary_index(index: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Map out-of-range integer positions into [0, size) with a scipy.ndimage border mode.
+
+    ``nearest`` repeats the edge (a a a | a b c), ``reflect`` is half-sample symmetric
+    (b a | a b c), ``mirror`` is whole-sample symmetric (c b | a b c; OpenCV's
+    BORDER_REFLECT_101), ``wrap`` is periodic.
+    """
+    if mode == "nearest":
+        return index.clamp(0, size - 1)
+    if mode == "wrap":
+        return index.remainder(size)
+    if mode == "reflect":
+        period = 2 * size
+        index = index.remainder(period)
+        return torch.where(index >= size, period - 1 - index, index)
+    if mode == "mirror":
+        if size == 1:
+            return torch.zeros_like(index)
+        period = 2 * size - 2
+        index = index.remainder(period)
+        return torch.where(index >= size, period - index, index)
+    raise ValueError(f"unknown border mode {mode!r}")
+
+
+def pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> torch.Tensor:
+    """Pad the last two dimensions by gathering with :func:`boundary_index` (any pad width)."""
+    h, w = x.shape[-2:]
+    rows = boundary_index(torch.arange(-top, h + bottom, device=x.device), h, mode)
+    cols = boundary_index(torch.arange(-left, w + right, device=x.device), w, mode)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def filter_separable(x: torch.Tensor, kernel_rows: torch.Tensor, kernel_cols: torch.Tensor,
+                     mode: str) -> torch.Tensor:
+    """Correlate every channel with ``kernel_rows`` along H and ``kernel_cols`` along W.
+
+    Computed as ``A @ x @ B.T`` with the banded (H, H) and (W, W) filter matrices that fold
+    the border mode in (:func:`filter_matrix`): two large matrix products, faster on CPU than
+    depthwise convolutions and exact for kernels longer than the image.
+    """
+    h, w = x.shape[-2:]
+    rows = _cached_filter_matrix(tuple(kernel_rows.double().cpu().tolist()), h, mode).to(x)
+    cols = _cached_filter_matrix(tuple(kernel_cols.double().cpu().tolist()), w, mode).to(x)
+    return rows @ x @ cols.T
+
+
+def filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "mirror") -> torch.Tensor:
+    """Correlate every channel with a 2-D kernel (OpenCV ``filter2D``: border mirror by default).
+
+    Small kernels use a convolution; larger ones the FFT of the border-padded image.
+    """
+    n, c, h, w = x.shape
+    kh, kw = kernel.shape
+    padded = pad(x, kh // 2, kh - 1 - kh // 2, kw // 2, kw - 1 - kw // 2, mode)
+    if kh * kw <= 49:
+        flat = padded.reshape(n * c, 1, *padded.shape[-2:])
+        return F.conv2d(flat, kernel.to(x).view(1, 1, kh, kw)).reshape(n, c, h, w)
+    return correlate_fft(padded, kernel.to(x).expand(n, 1, kh, kw))[..., :h, :w]
+
+
+def correlate_fft(padded: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Circular cross-correlation of (N, C, S, T) images with per-image (N, 1, kh, kw) kernels:
+    ``out[y, x] = sum_{u, v} k[u, v] img[y + u, x + v]``; rows ``y < S - kh + 1`` never wrap."""
+    size = padded.shape[-2:]
+    spectrum = torch.fft.rfft2(padded.float(), s=size)
+    kernel_spectrum = torch.fft.rfft2(kernels.float(), s=size)
+    return torch.fft.irfft2(spectrum * kernel_spectrum.conj(), s=size).to(padded.dtype)
+
+
+def gaussian_kernel(sigma: float, truncate: float = 4.0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """scipy.ndimage's 1-D Gaussian: radius ``int(truncate * sigma + 0.5)``, normalised."""
+    radius = int(truncate * float(sigma) + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    kernel = torch.exp(-0.5 * (offsets / float(sigma)) ** 2)
+    return (kernel / kernel.sum()).float()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> torch.Tensor:
+    """``skimage.filters.gaussian`` (scipy ``gaussian_filter``) on every channel, batched."""
+    if sigma <= 0:
+        return x
+    kernel = gaussian_kernel(sigma, truncate, x.device)
+    return filter_separable(x, kernel, kernel, mode)
+
+
+def opencv_gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
+    """OpenCV ``getGaussianKernel(size, sigma)`` for sigma > 0."""
+    offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    return (kernel / kernel.sum()).float()
+
+
+@lru_cache(maxsize=64)
+def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
+    """The anti-aliased disk of ImageNet-C's defocus blur: an indicator disk, normalised,
+    smoothed by a 3x3 (5x5 above radius 8) Gaussian with OpenCV's mirrored border."""
+    half = 8 if radius <= 8 else int(radius)
+    size = 3 if radius <= 8 else 5
+    offsets = torch.arange(-half, half + 1, dtype=torch.float32)
+    yy, xx = torch.meshgrid(offsets, offsets, indexing="ij")
+    disk = ((xx**2 + yy**2) <= radius**2).float()
+    disk = disk / disk.sum()
+    smooth = opencv_gaussian_kernel(size, alias_blur)
+    return filter_separable(disk[None, None], smooth, smooth, "mirror")[0, 0]
+
+
+# --- resampling ----------------------------------------------------------------------------------
+
+def _box(t: torch.Tensor) -> torch.Tensor:
+    return ((t > -0.5) & (t <= 0.5)).double()
+
+
+def _triangle(t: torch.Tensor) -> torch.Tensor:
+    return (1 - t.abs()).clamp_min(0)
+
+
+@lru_cache(maxsize=128)
+def pil_resample_matrix(in_size: int, out_size: int, kind: str) -> torch.Tensor:
+    """The (out, in) matrix of PIL's separable resampling (``box``, ``bilinear`` or ``nearest``),
+    following Pillow's coefficient computation (support scaled by the downscaling factor)."""
+    scale = in_size / out_size
+    if kind == "nearest":
+        source = torch.floor((torch.arange(out_size, dtype=torch.float64) + 0.5) * scale).long()
+        matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
+        matrix[torch.arange(out_size), source.clamp(0, in_size - 1)] = 1
+        return matrix.float()
+    function, support = {"box": (_box, 0.5), "bilinear": (_triangle, 1.0)}[kind]
+    filter_scale = max(scale, 1.0)
+    support = support * filter_scale
+    matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
+    for i in range(out_size):
+        centre = (i + 0.5) * scale
+        low = max(int(centre - support + 0.5), 0)
+        high = min(int(centre + support + 0.5), in_size)
+        source = torch.arange(low, high, dtype=torch.float64)
+        weights = function((source - centre + 0.5) / filter_scale)
+        if weights.sum() > 0:
+            matrix[i, low:high] = weights / weights.sum()
+    return matrix.float()
+
+
+def pil_resize(x: torch.Tensor, height: int, width: int, kind: str) -> torch.Tensor:
+    """Resize (N, C, H, W) like ``PIL.Image.resize`` with the given filter (no 8-bit rounding)."""
+    rows = pil_resample_matrix(x.shape[-2], height, kind).to(x)
+    cols = pil_resample_matrix(x.shape[-1], width, kind).to(x)
+    return rows @ x @ cols.T
+
+
+def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
+    """ImageNet-C's ``clipped_zoom``: crop the central ``ceil(size / zoom)`` pixels, enlarge them
+    by ``zoom`` with scipy's order-1 ``zoom`` (corner-aligned), and trim the centre back to size."""
+    h, w = x.shape[-2:]
+    grids = []
+    for size in (h, w):
+        crop = math.ceil(size / zoom)
+        top = (size - crop) // 2
+        zoomed = round(crop * zoom)
+        trim = (zoomed - size) // 2
+        out = torch.arange(size, dtype=torch.float64) + trim
+        # scipy zoom (grid_mode=False): output o samples input o * (crop - 1) / (zoomed - 1)
+        source = out * (crop - 1) / max(zoomed - 1, 1) + top
+        grids.append((2 * source + 1) / size - 1)  # to grid_sample coordinates (align_corners=False)
+    gy, gx = torch.meshgrid(grids[0], grids[1], indexing="ij")
+    grid = torch.stack([gx, gy], -1).to(x).unsqueeze(0).expand(len(x), h, w, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def shift(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """Per-image integer shift with edge replication: ``out[y, x] = in[clamp(y - dy), clamp(x - dx)]``."""
+    n, c, h, w = x.shape
+    rows = (torch.arange(h, device=x.device)[None] - dy[:, None]).clamp(0, h - 1)
+    cols = (torch.arange(w, device=x.device)[None] - dx[:, None]).clamp(0, w - 1)
+    out = x.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
+    return out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+
+
+def motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
+    """One-sided Gaussian motion blur along ``angle`` (degrees, per image), as ImageMagick's
+    ``-motion-blur radius x sigma + angle``: ``sum_i k_i * shift(x, -i cos a, -i sin a)`` with
+    ``k_i ∝ exp(-i^2 / 2 sigma^2)`` for ``i = 0 .. 2 radius``; shifts past the border are dropped."""
+    width = 2 * int(radius) + 1
+    offsets = torch.arange(width, dtype=torch.float64)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).to(x.device)
+    radians = angle.double().to(x.device) * math.pi / 180
+    steps = torch.arange(width, dtype=torch.float64, device=x.device)[None]
+    dy = -torch.ceil(steps * torch.sin(radians)[:, None] - 0.5).long()  # (N, width)
+    dx = -torch.ceil(steps * torch.cos(radians)[:, None] - 0.5).long()
+    n, _c, h, w = x.shape
+    # the published loop stops at the first shift that leaves the image
+    alive = torch.cumprod(((dy.abs() < h) & (dx.abs() < w)).long(), 1).bool()
+    if bool(alive.all()):
+        # out[y, x] = sum_i k_i in[clamp(y - dy_i), clamp(x - dx_i)]: a correlation of the
+        # edge-padded image with a sparse per-image kernel, done by FFT
+        p = width - 1
+        padded = pad(x, p, p, p, p, "nearest")
+        kernels = torch.zeros(n, 1, 2 * p + 1, 2 * p + 1, device=x.device, dtype=torch.float32)
+        index = ((p - dy) * (2 * p + 1) + (p - dx))
+        kernels.view(n, -1).scatter_add_(1, index, kernel.float().expand(n, width).contiguous())
+        return correlate_fft(padded, kernels)[..., :h, :w]
+    out = torch.zeros_like(x)
+    for i in range(width):
+        weight = (kernel[i] * alive[:, i]).to(x).view(-1, 1, 1, 1)
+        out = out + weight * shift(x, dx[:, i], dy[:, i])
+    return out
+
+
+# --- colour ----------------------------------------------------------------------------------------
+
+def to_gray(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB -> (N, 1, H, W) luma; gray input is returned unchanged."""
+    if x.shape[1] == 1:
+        return x
+    weights = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True)
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """RGB -> HSV with all components in [0, 1] (``skimage.color.rgb2hsv``)."""
+    r, g, b = x.unbind(1)
+    value, argmax = x.max(1)
+    minimum = x.min(1).values
+    delta = value - minimum
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    saturation = torch.where(value > 0, delta / torch.where(value > 0, value, torch.ones_like(value)),
+                             torch.zeros_like(value))
+    hue = torch.where(argmax == 0, (g - b) / safe, torch.where(argmax == 1, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    hue = torch.where(delta > 0, (hue / 6).remainder(1.0), torch.zeros_like(hue))
+    return torch.stack([hue, saturation, value], 1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """HSV -> RGB (``skimage.color.hsv2rgb``)."""
+    hue, saturation, value = x.unbind(1)
+    sector = torch.floor(hue * 6)
+    fraction = hue * 6 - sector
+    sector = sector.long().remainder(6)
+    p = value * (1 - saturation)
+    q = value * (1 - fraction * saturation)
+    t = value * (1 - (1 - fraction) * saturation)
+    choices = [(value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value), (value, p, q)]
+    out = torch.zeros_like(x)
+    for index, (r, g, b) in enumerate(choices):
+        mask = (sector == index).unsqueeze(1)
+        out = torch.where(mask, torch.stack([r, g, b], 1), out)
+    return out
+
+
+def as_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Repeat a gray image to three channels (RGB input is returned unchanged)."""
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+# --- procedural textures -------------------------------------------------------------------------
+
+def plasma_fractal(n: int, size: int, wibble_decay: float, generator: torch.Generator,
+                   device: torch.device | str) -> torch.Tensor:
+    """Diamond-square height maps (n, size, size) in [0, 1], as ImageNet-C's fog uses.
+
+    ``size`` must be a power of two. At each level the new midpoints are the mean of their
+    four neighbours plus uniform noise of amplitude ``wibble**2`` (the published code's
+    quirk, kept), and ``wibble`` starts at 100 and is divided by ``wibble_decay`` per level.
+    """
+    heights = torch.zeros(n, size, size, device=device, dtype=torch.float64)
+    step, wibble = size, 100.0
+
+    def noisy_mean(total: torch.Tensor) -> torch.Tensor:
+        noise = torch.rand(total.shape, generator=generator, device=device, dtype=torch.float64) * 2 - 1
+        return total / 4 + wibble * wibble * noise
+
+    while step >= 2:
+        half = step // 2
+        corners = heights[:, 0::step, 0::step]
+        square = corners + torch.roll(corners, -1, 1)
+        square = square + torch.roll(square, -1, 2)
+        heights[:, half::step, half::step] = noisy_mean(square)
+        centres = heights[:, half::step, half::step]
+        corners = heights[:, 0::step, 0::step]
+        heights[:, 0::step, half::step] = noisy_mean(
+            centres + torch.roll(centres, 1, 1) + corners + torch.roll(corners, -1, 2))
+        heights[:, half::step, 0::step] = noisy_mean(
+            centres + torch.roll(centres, 1, 2) + corners + torch.roll(corners, -1, 1))
+        step //= 2
+        wibble /= wibble_decay
+    low = heights.amin(dim=(1, 2), keepdim=True)
+    high = heights.amax(dim=(1, 2), keepdim=True)
+    return ((heights - low) / (high - low).clamp_min(1e-12)).float()
+
+
+def next_power_of_two(value: int) -> int:
+    return 1 if value <= 1 else 2 ** (int(value) - 1).bit_length()
+
+
+# Mean and standard deviation (R, G, B) of the five frost photographs ImageNet-C draws from,
+# measured on the photographs; the procedural texture is scaled to match one of them.
+FROST_STATISTICS = (
+    ((0.305, 0.585, 0.650), (0.106, 0.065, 0.060)),
+    ((0.787, 0.805, 0.841), (0.084, 0.087, 0.089)),
+    ((0.787, 0.805, 0.841), (0.084, 0.087, 0.089)),
+    ((0.540, 0.599, 0.648), (0.112, 0.112, 0.117)),
+    ((0.441, 0.484, 0.528), (0.174, 0.170, 0.163)),
+)
+
+
+def frost_texture(n: int, height: int, width: int, generator: torch.Generator,
+                  device: torch.device | str, scale: float = 1.0) -> torch.Tensor:
+    """Procedural ice crystals (n, 3, height, width) in [0, 1], replacing ImageNet-C's photographs.
+
+    A ridged multi-octave value noise (bright thin veins where smooth noise crosses its
+    median, as in ice-crystal edges) is standardised per image and given the per-channel
+    mean and spread of one of the five frost photographs, drawn at random per image.
+    ``scale`` stretches the coarsest octave (1 = about a quarter of the image).
+    """
+    texture = torch.zeros(n, 1, height, width, device=device)
+    amplitude, total = 1.0, 0.0
+    cells = max(2, round(4 / scale))
+    while cells <= max(height, width):
+        noise = torch.rand(n, 1, cells + 1, cells + 1, generator=generator, device=device)
+        smooth = F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=True)
+        ridge = (1 - (2 * smooth - 1).abs()).clamp(0, 1) ** 4
+        texture = texture + amplitude * ridge
+        total += amplitude
+        amplitude *= 0.6
+        cells *= 2
+    texture = texture / total
+    texture = (texture - texture.mean(dim=(2, 3), keepdim=True)) / texture.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    stats = torch.tensor(FROST_STATISTICS, device=device)  # (5, 2, 3)
+    choice = torch.randint(0, len(FROST_STATISTICS), (n,), generator=generator, device=device)
+    mean, spread = stats[choice, 0].view(n, 3, 1, 1), stats[choice, 1].view(n, 3, 1, 1)
+    return (mean + spread * texture).clamp(0, 1)
+
+
+def filter_matrix(kernel: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """The (size, size) matrix of correlating a length-``size`` signal with ``kernel`` under a
+    border ``mode`` (exact for kernels longer than the signal, where padding cannot be used)."""
+    radius = len(kernel) // 2
+    index = torch.arange(size)[:, None] + torch.arange(-radius, len(kernel) - radius)[None, :]
+    source = boundary_index(index, size, mode)
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    rows = torch.arange(size)[:, None].expand_as(source)
+    matrix.index_put_((rows.flatten(), source.flatten()),
+                      kernel.double().cpu().repeat(size), accumulate=True)
+    return matrix.float()
+
+
+@lru_cache(maxsize=256)
+def _cached_filter_matrix(kernel: tuple[float, ...], size: int, mode: str) -> torch.Tensor:
+    return filter_matrix(torch.tensor(kernel, dtype=torch.float64), size, mode)
+
+
+def gaussian_blur_large(x: torch.Tensor, sigma: float, mode: str = "reflect", truncate: float = 4.0) -> torch.Tensor:
+    """:func:`gaussian_blur` for any sigma: as two matrix products when the kernel is long."""
+    if sigma <= 0:
+        return x
+    kernel = gaussian_kernel(sigma, truncate)
+    return filter_separable(x, kernel, kernel, mode)
