@@ -1,0 +1,123 @@
+"""``mlsafety proxy``: proxy-gaming sweeps, detection and reward-model overoptimisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlsafety.cli._app import app
+from mlsafety.cli._common import cli_errors, console, fail
+
+proxy_app = typer.Typer(help="Proxy gaming: optimisation-power sweeps, gamed-policy detection, overoptimisation.",
+                        no_args_is_help=True)
+app.add_typer(proxy_app, name="proxy")
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise fail(f"{option} takes comma-separated numbers (e.g. 1,2,4); got {text!r}.") from None
+
+
+def _names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _print_paths(json_path: Path, html_path: Path) -> None:
+    console.print(f"report: {html_path.resolve()}", markup=False)
+    console.print(f"json:   {json_path.resolve()}", markup=False)
+
+
+@proxy_app.command("sweep")
+@cli_errors
+def sweep_command(
+    env: Annotated[str, typer.Option(help="Environment: boat_race, tomato_watering, lagoon or pandemic.")] = "lagoon",
+    knob: Annotated[str, typer.Option(help="Power knob: horizon, discount, boltzmann, q_learning, capacity, observation_noise.")] = "horizon",
+    values: Annotated[str | None, typer.Option(help="Comma-separated power levels (default: the knob's grid).")] = None,
+    seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 5,
+    proxy_noise: Annotated[float, typer.Option(help="Per-seed noise on the proxy, in units of its std.")] = 0.05,
+    mitigations: Annotated[bool, typer.Option("--mitigations/--no-mitigations", help="Add KL/occupancy regularisation and early stopping.")] = True,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-report"),
+) -> None:
+    """Sweep optimisation power on one environment; plot proxy and true return; flag a phase transition."""
+    from mlsafety.alignment.proxy.report import mitigation_section, sweep_section, write_report
+    from mlsafety.alignment.proxy.sweep import sweep
+
+    if seeds < 1:
+        raise fail(f"--seeds must be >= 1; got {seeds}.")
+    result = sweep(env, knob, values=_floats(values, "--values"), seeds=seeds, proxy_noise=proxy_noise)
+    sections = [sweep_section(result)]
+    if mitigations:
+        sections.append(mitigation_section(result))
+    paths = write_report(out, sections, {"command": "proxy sweep", "environment": env, "knob": knob},
+                         title=f"mlsafety proxy gaming: {env} / {knob}")
+    for section in sections:
+        console.print(f"{section.verdict:>7}  {section.name:<28} {section.summary}", markup=False)
+    _print_paths(*paths)
+
+
+@proxy_app.command("detect")
+@cli_errors
+def detect_command(
+    envs: Annotated[str, typer.Option(help="Comma-separated environments.")] = "boat_race,tomato_watering,lagoon,pandemic",
+    knobs: Annotated[str, typer.Option(help="Comma-separated power knobs.")] = "horizon,discount,boltzmann,q_learning,capacity,observation_noise",
+    seeds: Annotated[int, typer.Option(help="Seeds per sweep.")] = 5,
+    margin: Annotated[float, typer.Option(help="Gamed = true return below trusted - margin * |trusted - random|.")] = 0.2,
+    n_resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the AUROC intervals.")] = 500,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-report"),
+) -> None:
+    """Score every swept policy against a trusted policy; report AUROC (bootstrap CI) and max-F1."""
+    from mlsafety.alignment.proxy.detection import evaluate_detection
+    from mlsafety.alignment.proxy.report import detection_section, sweep_section, write_report
+    from mlsafety.alignment.proxy.sweep import get_knob, make_environment
+
+    if seeds < 1:
+        raise fail(f"--seeds must be >= 1; got {seeds}.")
+    env_names, knob_names = _names(envs), _names(knobs)
+    for name in env_names:
+        make_environment(name)  # unknown names fail here with suggestions
+    for name in knob_names:
+        get_knob(name)
+    result = evaluate_detection(env_names, knob_names, seeds=seeds, margin=margin, n_resamples=n_resamples)
+    section = detection_section(result)
+    sections = [section] + [sweep_section(s) for s in result.sweeps]
+    paths = write_report(out, sections, {"command": "proxy detect"}, title="mlsafety proxy gaming: detection")
+    console.print(f"{section.verdict:>7}  detection  {section.summary}", markup=False)
+    _print_paths(*paths)
+
+
+@proxy_app.command("overoptimization")
+@cli_errors
+def overoptimization_command(
+    comparisons: Annotated[int, typer.Option(help="Gold-labelled comparisons for the proxy reward model.")] = 50,
+    capacity: Annotated[int | None, typer.Option(help="Squared features the proxy may use (default: all).")] = None,
+    label_noise: Annotated[float, typer.Option(help="Probability that a comparison label is flipped.")] = 0.1,
+    ensemble: Annotated[int, typer.Option(help="Ensemble size for conservative reward models (0: none).")] = 5,
+    sweep_seeds: Annotated[int, typer.Option(help="Seeds per point of the comparisons / capacity / noise sweeps (0: skip).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-report"),
+) -> None:
+    """Best-of-n and softmax-policy overoptimisation of a Bradley-Terry proxy; fit Gao et al.'s forms."""
+    from mlsafety.alignment.proxy.overoptimization import overoptimization_experiment, overoptimization_sweep
+    from mlsafety.alignment.proxy.report import overoptimization_section, write_report
+
+    settings = {"capacity": capacity, "label_noise": label_noise}
+    result = overoptimization_experiment(n_comparisons=comparisons, n_ensemble=ensemble, seed=seed, **settings)
+    sweeps = {}
+    if sweep_seeds > 0:
+        sweeps["n_comparisons"] = overoptimization_sweep("n_comparisons", [30, 100, 300, 1000, 3000],
+                                                         seeds=sweep_seeds, capacity=capacity, label_noise=label_noise)
+        sweeps["capacity"] = overoptimization_sweep("capacity", [0, 5, 10, 20], seeds=sweep_seeds,
+                                                    n_comparisons=comparisons, label_noise=label_noise)
+        sweeps["label_noise"] = overoptimization_sweep("label_noise", [0.0, 0.1, 0.2, 0.3], seeds=sweep_seeds,
+                                                       n_comparisons=comparisons, capacity=capacity)
+    section = overoptimization_section(result, sweeps)
+    paths = write_report(out, [section], {"command": "proxy overoptimization"},
+                         title="mlsafety proxy gaming: reward-model overoptimisation")
+    console.print(f"{section.verdict:>7}  overoptimization  {section.summary}", markup=False)
+    _print_paths(*paths)
