@@ -187,6 +187,9 @@ class OODDetector(Detector):
                 f"{type(classifier).__name__}. Wrap the module with mlsafety.models.Classifier(module, ...)."
             )
         images, labels = _unpack(data, type(self).__name__)
+        if self.needs_inputs:  # such detectors learn nothing from the data beyond its classes
+            images = images[: classifier.batch_size]
+            labels = labels[: classifier.batch_size] if labels is not None else None
         features, logits = self._forward(classifier, images)
         head = classifier.head if self.needs_head else None
         self.fit_features(features, logits, labels, head=head)
