@@ -31,7 +31,7 @@ class Lagoon(TabularEnv):
     * true reward (the race): ``+1`` per cell of progress along the track,
       ``finish_reward`` for finishing, ``-fire_cost`` per step spent in the channel or loop.
 
-    With the defaults an agent that plans fewer than about 17 steps ahead finishes the race;
+    With the defaults an agent that plans fewer than 20 steps ahead finishes the race;
     one that plans further circles the lagoon -- a phase transition in planning horizon.
 
     Parameters
