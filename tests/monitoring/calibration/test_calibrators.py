@@ -1,0 +1,164 @@
+"""Recalibrators: reference checks (known temperature, scipy/sklearn optimum), quality floor, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from calibration_synthetic import synthetic
+from scipy.optimize import minimize, minimize_scalar
+
+from mlsafety.exceptions import InvalidInputError, NotFittedError, ShapeError
+from mlsafety.metrics.calibration import expected_calibration_error, negative_log_likelihood
+from mlsafety.monitoring.calibration import (
+    HistogramBinning,
+    IsotonicRegression,
+    MatrixScaling,
+    PlattScaling,
+    TemperatureScaling,
+    VectorScaling,
+)
+from mlsafety.registry import CALIBRATORS
+
+
+def _nll(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
+    return negative_log_likelihood(probabilities, labels, from_logits=False)
+
+
+def test_temperature_recovers_the_known_temperature() -> None:
+    logits, labels = synthetic(20000, 5, seed=2, sharpen=2.5)
+    scaler = TemperatureScaling().fit(logits, labels)
+    assert scaler.temperature_ == pytest.approx(2.5, rel=0.05)
+
+
+def test_temperature_matches_a_scalar_search_and_keeps_accuracy(overconfident) -> None:
+    logits, labels = overconfident["validation"]
+    scaler = TemperatureScaling().fit(logits, labels)
+    reference = minimize_scalar(
+        lambda t: float(torch.nn.functional.cross_entropy(logits / t, labels)), bounds=(0.05, 20), method="bounded",
+        options={"xatol": 1e-8})
+    assert scaler.temperature_ == pytest.approx(reference.x, rel=1e-4)
+    assert scaler.nll_ == pytest.approx(reference.fun, abs=1e-8)
+    test_logits, _ = overconfident["test"]
+    assert torch.equal(scaler.transform(test_logits).argmax(1), test_logits.argmax(1))
+    assert torch.allclose(scaler.calibrated_logits(test_logits), test_logits / scaler.temperature_)
+
+
+def test_richer_scaling_families_fit_at_least_as_well(overconfident) -> None:
+    # temperature scaling lies inside vector and matrix scaling: their penalised optimum is no worse
+    logits, labels = overconfident["validation"]
+    temperature = _nll(TemperatureScaling().fit_transform(logits, labels), labels)
+    vector = _nll(VectorScaling().fit_transform(logits, labels), labels)
+    matrix = _nll(MatrixScaling().fit_transform(logits, labels), labels)
+    assert vector <= temperature + 1e-6
+    assert matrix <= temperature + 1e-6
+
+
+def test_matrix_scaling_penalty_shrinks_off_diagonal() -> None:
+    logits, labels = synthetic(300, 6, seed=4)
+    loose = MatrixScaling(off_diagonal_penalty=0.0, bias_penalty=0.0).fit(logits, labels)
+    tight = MatrixScaling(off_diagonal_penalty=10.0, bias_penalty=10.0).fit(logits, labels)
+    off = 1 - torch.eye(6, dtype=torch.float64)
+    assert (tight.weight_ * off).abs().sum() < 0.5 * (loose.weight_ * off).abs().sum()
+
+
+def test_histogram_binning_bins_hold_label_frequencies() -> None:
+    logits, labels = synthetic(500, 3, seed=5)
+    binning = HistogramBinning(n_bins=4).fit(logits, labels)
+    probabilities = torch.softmax(logits, 1)
+    for k in range(3):
+        for m in range(4):
+            p = probabilities[:, k]
+            inside = (p > m / 4) & (p <= (m + 1) / 4) if m else (p <= 0.25)
+            expected = float((labels[inside] == k).double().mean()) if inside.any() else (m + 0.5) / 4
+            assert float(binning.bin_values_[k, m]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_isotonic_map_is_monotone_per_class(overconfident) -> None:
+    logits, labels = overconfident["validation"]
+    isotonic = IsotonicRegression().fit(logits, labels)
+    for x, y in isotonic.thresholds_:
+        assert np.all(np.diff(x) >= 0) and np.all(np.diff(y) >= -1e-12)
+
+
+def _platt_reference(margin: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    target = np.where(positive, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def loss(params: np.ndarray) -> float:
+        f = params[0] * margin + params[1]
+        return float(np.mean(np.logaddexp(0, f) - target * f))
+
+    return tuple(minimize(loss, x0=[1.0, 0.0], method="BFGS", options={"gtol": 1e-10}).x)
+
+
+def test_platt_matches_a_direct_optimisation_of_its_objective() -> None:
+    logits, labels = synthetic(2000, 2, seed=6)
+    platt = PlattScaling().fit(logits, labels)
+    margin = (logits[:, 1] - logits[:, 0]).numpy()
+    slope, intercept = _platt_reference(margin, labels.numpy() == 1)
+    assert float(platt.slope_[1]) == pytest.approx(slope, abs=1e-4)
+    assert float(platt.intercept_[1]) == pytest.approx(intercept, abs=1e-4)
+    expected = torch.sigmoid(torch.from_numpy(slope * margin + intercept))
+    assert torch.allclose(platt.transform(logits)[:, 1], expected, atol=1e-4)
+
+
+def test_platt_agrees_with_scikit_learn() -> None:
+    calibration = pytest.importorskip("sklearn.calibration")
+    if not hasattr(calibration, "_sigmoid_calibration"):
+        pytest.skip("scikit-learn no longer exposes _sigmoid_calibration")
+    logits, labels = synthetic(2000, 2, seed=7)
+    margin = (logits[:, 1] - logits[:, 0]).numpy()
+    a, b = calibration._sigmoid_calibration(margin, labels.numpy())  # P = 1 / (1 + exp(a f + b))
+    platt = PlattScaling().fit(logits, labels)
+    assert float(platt.slope_[1]) == pytest.approx(-a, abs=1e-3)
+    assert float(platt.intercept_[1]) == pytest.approx(-b, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", [n for n in CALIBRATORS.names()])
+def test_every_calibrator_reduces_ece_on_held_out_data(name: str, overconfident) -> None:
+    logits, labels = overconfident["validation"]
+    test_logits, test_labels = overconfident["test"]
+    before = expected_calibration_error(test_logits, test_labels)
+    calibrated = CALIBRATORS.create(name).fit(logits, labels).transform(test_logits)
+    assert calibrated.shape == test_logits.shape
+    assert torch.allclose(calibrated.sum(1), torch.ones(len(calibrated), dtype=calibrated.dtype))
+    after = expected_calibration_error(calibrated, test_labels, from_logits=False)
+    assert before > 0.1
+    assert after < 0.5 * before
+
+
+# -- errors --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", CALIBRATORS.names())
+def test_bad_input_is_refused(name: str) -> None:
+    logits, labels = synthetic(50, 3, seed=8)
+    calibrator = CALIBRATORS.create(name)
+    with pytest.raises(NotFittedError):
+        calibrator.transform(logits)
+    bad_cases = [
+        (torch.where(logits > 2, float("nan"), logits), labels, InvalidInputError, "NaN"),
+        (torch.softmax(logits, 1), labels, InvalidInputError, "looks like probabilities"),
+        (logits, torch.full_like(labels, 3), InvalidInputError, "label 3"),
+        (logits, torch.zeros_like(labels), InvalidInputError, "single class"),
+        (logits[:0], labels[:0], ShapeError, "empty"),
+        (logits[:, :1], labels * 0, ShapeError, "at least 2 columns"),
+    ]
+    for bad_logits, bad_labels, error, message in bad_cases:
+        with pytest.raises(error, match=message) as info:
+            calibrator.fit(bad_logits, bad_labels)
+        assert "\n" not in str(info.value)
+    calibrator.fit(logits, labels)
+    with pytest.raises(ShapeError, match="fitted on 3 classes"):
+        calibrator.transform(torch.randn(4, 5))
+
+
+def test_bad_parameters_are_refused() -> None:
+    from mlsafety.exceptions import InvalidParameterError
+
+    logits, labels = synthetic(50, 3, seed=9)
+    with pytest.raises(InvalidParameterError, match="initial_temperature"):
+        TemperatureScaling(initial_temperature=0).fit(logits, labels)
+    with pytest.raises(InvalidParameterError, match="n_bins"):
+        HistogramBinning(n_bins=0).fit(logits, labels)
+    with pytest.raises(InvalidParameterError, match="off_diagonal_penalty"):
+        MatrixScaling(off_diagonal_penalty=-1).fit(logits, labels)
