@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+from scipy.stats import rankdata
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from mlsafety._validation import check_positive
 from mlsafety.alignment.proxy.detector import METRICS, PolicyDivergenceDetector
@@ -42,6 +43,16 @@ def gamed_labels(true_returns: np.ndarray, trusted_return: float, random_return:
     check_positive(margin, "margin", "gamed_labels", allow_zero=True)
     gap = max(abs(trusted_return - random_return), 1e-9)
     return np.asarray(true_returns) < trusted_return - margin * gap
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve by the Mann-Whitney rank statistic (ties count one half)."""
+    labels = np.asarray(labels).astype(bool)
+    n_positive, n_negative = int(labels.sum()), int((~labels).sum())
+    if n_positive == 0 or n_negative == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(scores, dtype=float))
+    return float((ranks[labels].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
 
 
 def max_f1(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -81,8 +92,8 @@ def _summarise(records: list[dict[str, Any]], subset: str, group: str, n_resampl
         row: dict[str, Any] = {"metric": metric, "subset": subset, "group": group, "n": int(labels.size),
                                "n_gamed": int(labels.sum())}
         if 0 < labels.sum() < labels.size:
-            row["auroc"] = float(roc_auc_score(labels, scores))
-            low, high = bootstrap_interval(lambda y, s: roc_auc_score(y, s), labels, scores,
+            row["auroc"] = auroc(labels, scores)
+            low, high = bootstrap_interval(auroc, labels, scores,
                                            n_resamples=n_resamples, seed=seed, stratify=labels)
             row["auroc_low"], row["auroc_high"] = low, high
             row["max_f1"] = max_f1(labels, scores)
