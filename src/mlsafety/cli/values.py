@@ -1,0 +1,188 @@
+"""``mlsafety values train | eval | score``: learn a utility of human pleasantness judgements,
+measure it, and see how easily an optimiser games it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlsafety.cli._app import app
+from mlsafety.cli._common import EXIT_FINDINGS, cli_errors, console, fail, parse_thresholds
+
+values_app = typer.Typer(help="Value learning: a utility model of human pleasantness judgements.",
+                         no_args_is_help=True)
+app.add_typer(values_app, name="values")
+
+
+def default_model_path() -> Path:
+    from mlsafety.models.default import cache_dir
+
+    return cache_dir() / "values" / "utility.safetensors"
+
+
+def _encoder(name: str, path: str | None) -> Any:
+    from mlsafety.registry import ENCODERS
+
+    if name == "local" and path is None:
+        raise fail("--encoder local needs --encoder-path pointing at a sentence-transformers or Hugging Face model folder.")
+    if path is not None and name != "local":
+        name = "local"
+    return ENCODERS.create(name, path=path) if name == "local" else ENCODERS.create(name)
+
+
+def _vader_splits(seed: int, n_pairs: int, domains: str | None) -> Any:
+    from mlsafety.alignment.values.experiment import vader_splits
+    from mlsafety.alignment.values.vader import load_vader
+
+    names = [d.strip() for d in domains.split(",") if d.strip()] if domains else None
+    return vader_splits(load_vader(domains=names), n_train_pairs=n_pairs, n_test_pairs=max(1000, n_pairs // 4),
+                        seed=seed)
+
+
+def _pair_accuracy(model: Any, pairs: Any) -> dict[str, float]:
+    from mlsafety.alignment.values.metrics import evaluate_pairs
+
+    u = model.score_texts(pairs.texts).numpy()
+    return evaluate_pairs(u, pairs.better, pairs.worse, pairs.hard if pairs.hard.any() else None)
+
+
+@values_app.command("train")
+@cli_errors
+def train(
+    encoder: Annotated[str, typer.Option(help="minilm (default, offline), hashing (fast baseline) or local.")] = "minilm",
+    encoder_path: Annotated[str | None, typer.Option(help="Model folder for --encoder local.")] = None,
+    head: Annotated[str, typer.Option(help="linear or mlp.")] = "linear",
+    loss: Annotated[str, typer.Option(help="bradley-terry (pairs) or regression (ratings; VADER only).")] = "bradley-terry",
+    ethics: Annotated[str | None, typer.Option(help="Train on ETHICS utilitarianism: the ethics folder or a CSV file.")] = None,
+    pairs: Annotated[str | None, typer.Option(help="Train on a CSV of pairs (better,worse).")] = None,
+    domains: Annotated[str | None, typer.Option(help="VADER domains, comma-separated (default all): tweets, movie_reviews, nyt_editorials, amazon_reviews.")] = None,
+    n_pairs: Annotated[int, typer.Option(help="Training pairs built from the VADER ratings.")] = 20000,
+    weight_decay: Annotated[float, typer.Option(help="L2 penalty.")] = 1e-2,
+    seed: Annotated[int, typer.Option(help="Seed (data split and training).")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Model file (.safetensors). Default: the cache's values/utility.safetensors.")] = None,
+) -> None:
+    """Fit a utility model on the VADER human ratings (default), ETHICS utilitarianism or a pair file."""
+    from mlsafety.alignment.values.ethics import load_ethics_utilitarianism
+    from mlsafety.alignment.values.pairs import load_pair_file
+    from mlsafety.alignment.values.utility import UtilityModel
+
+    loss_name = loss.replace("-", "_")
+    if loss_name not in ("bradley_terry", "regression"):
+        raise fail(f"--loss must be bradley-terry or regression; got {loss!r}.")
+    if ethics and pairs:
+        raise fail("give at most one of --ethics and --pairs.")
+    enc = _encoder(encoder, encoder_path)
+    model = UtilityModel(encoder=enc, head=head, weight_decay=weight_decay, seed=seed)
+    meta: dict[str, Any] = {"seed": seed}
+    if ethics or pairs:
+        if loss_name == "regression":
+            raise fail("--loss regression needs ratings; ETHICS and pair files only have pairs. Use bradley-terry.")
+        data = load_ethics_utilitarianism(ethics, "train") if ethics else load_pair_file(pairs)  # type: ignore[arg-type]
+        embeddings = enc.encode(data.texts)
+        model.fit_pairs(embeddings[data.better], embeddings[data.worse])
+        meta.update({"data": "ethics" if ethics else "pairs", "path": str(Path(ethics or pairs).resolve())})  # type: ignore[arg-type]
+        message = f"trained on {len(data)} pairs"
+        if ethics:
+            try:
+                test = load_ethics_utilitarianism(ethics, "test")
+                message += f"; ETHICS test pairwise accuracy {_pair_accuracy(model, test)['pairwise_accuracy']:.4f}"
+            except FileNotFoundError:
+                pass
+    else:
+        splits = _vader_splits(seed, n_pairs, domains)
+        embeddings = enc.encode(splits.train.texts)
+        if loss_name == "regression":
+            model.fit_ratings(embeddings, splits.train.ratings)
+        else:
+            model.fit_pairs(embeddings[splits.train_pairs.better], embeddings[splits.train_pairs.worse])
+        meta.update({"data": "vader", "n_pairs": n_pairs, "domains": domains})
+        test = _pair_accuracy(model, splits.test_pairs)
+        message = (f"trained on {len(splits.train_pairs) if loss_name != 'regression' else len(splits.train)} "
+                   f"{'pairs' if loss_name != 'regression' else 'rated texts'}; held-out pairwise accuracy "
+                   f"{test['pairwise_accuracy']:.4f} (hard pairs {test.get('hard_pairwise_accuracy', float('nan')):.4f})")
+    path = model.save(out or default_model_path(), extra=meta)
+    console.print(message, markup=False)
+    console.print(f"saved {path}", markup=False)
+
+
+@values_app.command("eval")
+@cli_errors
+def evaluate(
+    model: Annotated[Path | None, typer.Option(help="Utility model from `values train` (default: the last default one).")] = None,
+    ethics: Annotated[str | None, typer.Option(help="Evaluate on ETHICS utilitarianism test and test_hard instead.")] = None,
+    pairs: Annotated[str | None, typer.Option(help="Evaluate on a CSV of pairs (better,worse) instead.")] = None,
+    out: Annotated[Path, typer.Option(help="Report folder (report.html + report.json).")] = Path("values-report"),
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer learning-curve points and a shorter optimisation.")] = False,
+    goodhart: Annotated[bool, typer.Option(help="Run the Goodhart (optimisation) experiment.")] = True,
+    fail_under: Annotated[list[str] | None, typer.Option(help="Exit 1 if METRIC < VALUE, e.g. pairwise_accuracy=0.8.")] = None,
+) -> None:
+    """Score a utility model against held-out human judgements and write the values report."""
+    from mlsafety.alignment.values.ethics import load_ethics_utilitarianism
+    from mlsafety.alignment.values.pairs import load_pair_file
+    from mlsafety.alignment.values.utility import UtilityModel
+
+    thresholds = parse_thresholds(fail_under, "--fail-under")
+    utility = UtilityModel.load(model or default_model_path())
+    meta = getattr(utility, "metadata_", {})
+    if ethics or pairs:
+        from mlsafety.audit.base import CheckResult, Table
+        from mlsafety.audit.report import render_report
+
+        sets = ({split: load_ethics_utilitarianism(ethics, split) for split in ("test", "test_hard")}
+                if ethics else {"pairs": load_pair_file(pairs)})  # type: ignore[arg-type]
+        metrics = {f"{name}_pairwise_accuracy": _pair_accuracy(utility, data)["pairwise_accuracy"]
+                   for name, data in sets.items()}
+        headline = metrics.get("test_pairwise_accuracy", next(iter(metrics.values())))
+        metrics["pairwise_accuracy"] = headline
+        failing = [k for k, v in thresholds.items() if k in metrics and metrics[k] < v]
+        section = CheckResult("fit", "Pairwise accuracy", "fail" if failing else "info",
+                              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), metrics=metrics,
+                              tables=[Table("Pairwise accuracy", ["set", "pairs", "accuracy"],
+                                            [[n, len(d), round(metrics[f"{n}_pairwise_accuracy"], 4)]
+                                             for n, d in sets.items()])])
+        render_report(out, [section], {"model": str(model or default_model_path())}, title="mlsafety values report")
+        for key, value in metrics.items():
+            console.print(f"{key}: {value:.4f}", markup=False)
+    else:
+        from mlsafety.alignment.values.report import build_values_report
+        from mlsafety.alignment.values.vader import load_lexicon
+
+        if meta.get("data", "vader") != "vader":
+            raise fail(f"this model was trained on {meta.get('data')} data; evaluate it with --ethics or --pairs.")
+        seed = int(meta.get("seed", 0))
+        splits = _vader_splits(seed, int(meta.get("n_pairs", 20000)), meta.get("domains"))
+        try:
+            lexicon = load_lexicon()
+        except FileNotFoundError:
+            lexicon = None
+        _, html, sections = build_values_report(utility, splits, out, lexicon=lexicon, quick=quick,
+                                                goodhart=goodhart, seed=seed, thresholds=thresholds,
+                                                metadata={"model": str(model or default_model_path())})
+        failing = [s for s in sections if s.verdict == "fail"]
+        for section in sections:
+            console.print(f"[{section.verdict}] {section.title}: {section.summary}", markup=False)
+        console.print(f"report written to {html}", markup=False)
+    if failing:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@values_app.command("score")
+@cli_errors
+def score(
+    texts: Annotated[list[str], typer.Argument(help="One or more texts to score.")],
+    model: Annotated[Path | None, typer.Option(help="Utility model (default: the last default one).")] = None,
+) -> None:
+    """Print the learned utility of each text (higher = more pleasant)."""
+    from mlsafety.alignment.values.encoder import check_texts
+    from mlsafety.alignment.values.utility import UtilityModel
+
+    items = check_texts(texts)
+    utility = UtilityModel.load(model or default_model_path())
+    values = utility.score_texts(items).numpy()
+    rating = getattr(utility, "rating_mean_", None)
+    for text, value in zip(items, values):
+        extra = (f"  (predicted rating {value * utility.rating_scale_ + rating:+.2f} on -4..+4)"
+                 if rating is not None else "")
+        console.print(f"{float(value):+.4f}{extra}  {text}", markup=False)
