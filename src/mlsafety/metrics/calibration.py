@@ -463,10 +463,16 @@ def calibration_metrics(scores: Any, labels: Any, *, n_bins: int = 15, from_logi
         check_in(name, set(METRIC_NAMES), "metrics", "calibration_metrics")
     n_bins = _check_n_bins(n_bins, "calibration_metrics")
     check_positive(n_resamples, "n_resamples", "calibration_metrics", integer=True, allow_zero=True)
-    probabilities, labels = _prepare(scores, labels, from_logits)
     # the NLL stays exact on logits (log_softmax); from probabilities it is clipped at eps
-    log_probabilities = (torch.log_softmax(check_logits(scores).double().to(probabilities.device), 1)
-                         if from_logits else probabilities.clamp_min(eps).log())
+    if from_logits:
+        logits = check_logits(scores, "scores")
+        _check_two_classes(logits, "scores")
+        log_probabilities = torch.log_softmax(logits.double(), 1)
+        probabilities = torch.softmax(logits.double(), 1)  # as in the single-metric functions
+    else:
+        probabilities = to_probabilities(scores, from_logits=False)
+        log_probabilities = probabilities.clamp_min(eps).log()
+    labels = check_labels(labels, probabilities.shape[0], probabilities.shape[1], "labels").to(probabilities.device)
 
     def compute(name: str, p: torch.Tensor, log_p: torch.Tensor, y: torch.Tensor) -> float:
         if name in _BINNED:
