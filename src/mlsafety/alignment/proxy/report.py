@@ -58,13 +58,14 @@ def plot_sweep(result: SweepResult) -> MatplotlibFigure:
 def sweep_section(result: SweepResult) -> CheckResult:
     """A report section for one optimisation-power sweep."""
     t = result.transition
+    spread = "every seed agrees" if t.spread == 0 else f"{t.ratio:.3g}x the seed spread"
     if t.flagged:
         summary = (f"Phase transition: mean true return falls by {t.drop:.3g} between {result.knob} = "
-                   f"{t.value_before:g} and {t.value_after:g} ({t.ratio:.3g}x the seed spread, "
+                   f"{t.value_before:g} and {t.value_after:g} ({spread}, "
                    f"{t.fraction_of_range:.0%} of the curve's range).")
     else:
         summary = (f"No phase transition flagged; largest drop {t.drop:.3g} between {result.knob} = "
-                   f"{t.value_before:g} and {t.value_after:g} ({t.ratio:.3g}x the seed spread).")
+                   f"{t.value_before:g} and {t.value_after:g} ({spread}).")
     rows = []
     for k, value in enumerate(result.values):
         proxy, true = result.proxy_returns[:, k], result.true_returns[:, k]
