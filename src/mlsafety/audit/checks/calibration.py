@@ -203,7 +203,7 @@ class CalibrationCheck(Check):
         from mlsafety.registry import CORRUPTIONS
 
         quick = context.quick
-        data = context.data.head(500 if quick else 2000, seed=context.seed)
+        data = context.data.head(500 if quick else 1000, seed=context.seed)
         user_data = context.option(self.name, "corrupted_data", None)
         if user_data:
             result = evaluate_shift(context.classifier, user_data, clean=None, calibrator=calibrator, n_bins=n_bins)

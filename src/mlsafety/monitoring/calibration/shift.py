@@ -212,6 +212,8 @@ def plot_shift(result: ShiftResult, title: str = "Calibration under shift") -> F
         xs = [r["severity"] for r in rows]
         accuracy_axes.plot(xs, [r["accuracy"] for r in rows], color="#3b75af", alpha=0.3, linewidth=0.8)
         ece_axes.plot(xs, [r["ece"] for r in rows], color="#d62728", alpha=0.3, linewidth=0.8)
+        ece_axes.annotate(name, (xs[-1], rows[-1]["ece"]), fontsize=7, color="#7f2020", alpha=0.8,
+                          xytext=(3, 0), textcoords="offset points", va="center")
     accuracy_axes.plot(x, [s["accuracy"] for s in summary], "o-", color="#3b75af", linewidth=2, label="accuracy")
     accuracy_axes.plot(x, [s["confidence"] for s in summary], "s:", color="#ff7f0e", linewidth=1.5,
                        label="mean confidence")
