@@ -163,8 +163,10 @@ class CalibrationCheck(Check):
                 f"(accuracy {_percent(shift_metrics['shift_accuracy'])}): do not trust confidence on shifted inputs."
             )
         if after and after["ece"] > before["ece"]:
+            reason = ("the model is already close to calibrated on clean data" if before["ece"] <= ece_threshold
+                      else "see the comparison table for a method that does")
             notes.append(f"{method} did not lower the ECE on the evaluation data ({_percent(before['ece'])} -> "
-                         f"{_percent(after['ece'])}); the model is already close to calibrated on clean data.")
+                         f"{_percent(after['ece'])}); {reason}.")
         summary = (f"ECE {_percent(before['ece'])} [{_percent(before['ece_low'])}, {_percent(before['ece_high'])}] "
                    f"on {len(data)} samples")
         if after:
