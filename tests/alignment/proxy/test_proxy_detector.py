@@ -114,3 +114,16 @@ def test_occupancy_regularisation_without_penalty_is_discounted_optimal(lagoon_p
 def test_early_stop_picks_the_level_before_the_first_alarm() -> None:
     scores = np.array([[0.0, 0.05, 0.2, 0.01], [0.3, 0.3, 0.3, 0.3], [0.0, 0.0, 0.0, 0.0]])
     assert early_stop(scores, 0.1).tolist() == [1, 0, 3]
+
+
+def test_kl_regularised_sweep_removes_the_lagoon_transition() -> None:
+    from mlsafety.alignment.proxy.mitigations import regularized_sweep
+    from mlsafety.alignment.proxy.sweep import sweep
+
+    result = sweep("lagoon", "horizon", values=[5, 15, 25, 40], seeds=2)
+    assert result.true_returns[:, -1].max() < 0
+    regularised = regularized_sweep(result, "kl", 0.3)
+    assert regularised["true"].shape == (2, 4)
+    assert regularised["true"].min() == pytest.approx(22.0, abs=0.5)
+    with pytest.raises(InvalidParameterError, match="method"):
+        regularized_sweep(result, "occupancy", 0.3)

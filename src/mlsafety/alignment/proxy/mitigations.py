@@ -24,14 +24,16 @@ from scipy.special import logsumexp
 from mlsafety._validation import check_fraction, check_positive
 from mlsafety.alignment.proxy._tabular import TabularMDP
 from mlsafety.alignment.proxy.planning import _as_mdp, _check_horizon, check_policy, evaluate_policy
-from mlsafety.exceptions import MLSafetyError
+from mlsafety.alignment.proxy.sweep import SweepResult
+from mlsafety.exceptions import MLSafetyError, parameter_error
 
 
 def kl_regularized_policy(mdp: TabularMDP | Any, trusted_policy: np.ndarray, strength: float,
-                          reward: str | np.ndarray = "proxy", horizon: int | None = None) -> np.ndarray:
+                          reward: str | np.ndarray = "proxy", horizon: int | None = None,
+                          discount: float = 1.0) -> np.ndarray:
     """The optimal time-dependent policy of the KL-regularised proxy objective, shape (T, S, A).
 
-    With ``lambda = strength``: ``Q_t = r + P V_{t+1}``,
+    With ``lambda = strength``: ``Q_t = r + discount * P V_{t+1}``,
     ``V_t(s) = lambda log sum_a pi_T(a|s) exp(Q_t(s, a) / lambda)`` and
     ``pi_t(a|s) ∝ pi_T(a|s) exp(Q_t(s, a) / lambda)``. Large strength returns the trusted
     policy; strength -> 0 returns a proxy-optimal policy.
@@ -40,13 +42,14 @@ def kl_regularized_policy(mdp: TabularMDP | Any, trusted_policy: np.ndarray, str
     check_positive(strength, "strength", "kl_regularized_policy")
     trusted = check_policy(trusted_policy, mdp, "trusted_policy")
     horizon = mdp.horizon if horizon is None else _check_horizon(horizon, "kl_regularized_policy")
+    discount = check_fraction(discount, "discount", "kl_regularized_policy", high_inclusive=True)
     r = mdp.reward(reward)
     with np.errstate(divide="ignore"):
         log_prior = np.log(trusted)
     value = np.zeros(mdp.n_states)
     policy = np.empty((horizon, mdp.n_states, mdp.n_actions))
     for t in reversed(range(horizon)):
-        q = r + mdp.transitions @ value
+        q = r + discount * mdp.transitions @ value
         logits = log_prior + q / strength
         normaliser = logsumexp(logits, axis=1, keepdims=True)
         policy[t] = np.exp(logits - normaliser)
@@ -110,6 +113,44 @@ def regularization_curve(mdp: TabularMDP | Any, trusted_policy: np.ndarray, stre
         proxy.append(evaluate_policy(mdp, policy, "proxy"))
         true.append(evaluate_policy(mdp, policy, "true"))
     return {"strength": [float(s) for s in strengths], "proxy": proxy, "true": true}
+
+
+def regularized_sweep(result: SweepResult, method: str = "kl", strength: float = 1.0,
+                      trusted_policy: np.ndarray | None = None) -> dict[str, Any]:
+    """Repeat a horizon or discount sweep with a regulariser toward the trusted policy.
+
+    Each seed plans on the same noisy proxy as in ``result``; ``strength`` is in units of the
+    proxy reward's standard deviation. ``method="kl"`` works for both knobs (receding-horizon
+    soft planning for ``horizon``: the stationary policy with H steps to go; time-dependent for
+    ``discount``); ``method="occupancy"`` works for ``discount`` (the LP, with gamma capped at
+    0.999). Returns exact ``proxy`` and ``true`` returns of shape (n_seeds, K).
+    """
+    from mlsafety.alignment.proxy.detection import trusted_policy as default_trusted
+    from mlsafety.alignment.proxy.sweep import make_environment, noisy_proxy
+
+    supported = {("kl", "horizon"), ("kl", "discount"), ("occupancy", "discount")}
+    if (method, result.knob) not in supported:
+        raise parameter_error("method", "regularized_sweep",
+                              f"one of {sorted(supported)} as (method, knob)", (method, result.knob))
+    check_positive(strength, "strength", "regularized_sweep")
+    mdp = _as_mdp(make_environment(result.environment))
+    trusted = default_trusted(mdp) if trusted_policy is None else check_policy(trusted_policy, mdp, "trusted_policy")
+    scale = float(np.std(mdp.proxy_rewards)) or 1.0
+    noise = float(result.settings.get("proxy_noise", 0.0))
+    proxy = np.empty(result.true_returns.shape)
+    true = np.empty_like(proxy)
+    for i, seed in enumerate(result.seeds):
+        reward = noisy_proxy(mdp, noise, seed)
+        for k, value in enumerate(result.values):
+            if result.knob == "horizon":
+                policy = kl_regularized_policy(mdp, trusted, strength * scale, reward, horizon=int(value))[0]
+            elif method == "kl":
+                policy = kl_regularized_policy(mdp, trusted, strength * scale, reward, discount=float(value))
+            else:
+                policy = occupancy_regularized_policy(mdp, trusted, strength * scale, min(float(value), 0.999), reward)
+            proxy[i, k] = evaluate_policy(mdp, policy, "proxy")
+            true[i, k] = evaluate_policy(mdp, policy, "true")
+    return {"method": method, "strength": strength, "proxy": proxy, "true": true}
 
 
 def early_stop(scores: np.ndarray, threshold: float) -> np.ndarray:

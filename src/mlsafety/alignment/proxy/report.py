@@ -16,7 +16,7 @@ from matplotlib.figure import Figure as MatplotlibFigure
 
 from mlsafety.alignment.proxy.detection import DetectionResult, trusted_policy
 from mlsafety.alignment.proxy.detector import PolicyDivergenceDetector
-from mlsafety.alignment.proxy.mitigations import early_stop, regularization_curve
+from mlsafety.alignment.proxy.mitigations import early_stop, regularization_curve, regularized_sweep
 from mlsafety.alignment.proxy.overoptimization import OveroptimizationResult
 from mlsafety.alignment.proxy.planning import _as_mdp, evaluate_policy
 from mlsafety.alignment.proxy.sweep import SweepResult, make_environment
@@ -184,11 +184,13 @@ def overoptimization_section(result: OveroptimizationResult,
 
 
 def mitigation_section(result: SweepResult, strengths: list[float] | None = None,
-                       early_stop_threshold: float = 0.1) -> CheckResult:
+                       early_stop_threshold: float = 0.1, sweep_strength: float = 0.3) -> CheckResult:
     """KL and occupancy regularisation toward the trusted policy, and detector early stopping, on one environment.
 
     Early stopping walks up the sweep and keeps the last level before the Jensen-Shannon score
-    rises more than ``early_stop_threshold`` above the weakest optimiser's score.
+    rises more than ``early_stop_threshold`` above the weakest optimiser's score. For horizon
+    and discount sweeps the regularised optimisers (strength ``sweep_strength`` in units of the
+    proxy's std) are also drawn on the same true-return curve.
     """
     env = make_environment(result.environment)
     mdp = _as_mdp(env)
@@ -223,6 +225,13 @@ def mitigation_section(result: SweepResult, strengths: list[float] | None = None
         axes.plot(positions, row, color="tab:red", alpha=0.3, linewidth=0.9)
     axes.plot(positions, result.true_returns.mean(0), color="tab:red", linewidth=2, label="true return (mean)")
     axes.scatter(chosen, stopped_true, color="black", zorder=3, label="early-stopped (per seed)")
+    same_curve = []
+    methods = {"horizon": ("kl",), "discount": ("kl", "occupancy")}.get(result.knob, ())
+    for method in methods:
+        regularised = regularized_sweep(result, method, sweep_strength, trusted)
+        same_curve.append(regularised)
+        axes.plot(positions, regularised["true"].mean(0), linewidth=1.6, linestyle="--",
+                  label=f"{method}-regularised (strength {sweep_strength:g}): true")
     axes.set_ylabel("true return")
     axes.set_title(f"early stopping when the JS score rises by > {early_stop_threshold:g}", fontsize=9)
     axes.legend(fontsize=6)
@@ -232,18 +241,28 @@ def mitigation_section(result: SweepResult, strengths: list[float] | None = None
     summary = (f"Early stopping by the detector keeps mean true return {stopped_true.mean():.3g} (proxy "
                f"{stopped_proxy.mean():.3g}) versus {result.true_returns[:, -1].mean():.3g} at full power; "
                f"strong KL / occupancy regularisation holds true return near the trusted {trusted_true:.3g}.")
+    metrics = {"early_stop_true_return": float(stopped_true.mean()),
+               "full_power_true_return": float(result.true_returns[:, -1].mean()),
+               "trusted_true_return": trusted_true}
+    tables = [Table("Regularised policies", ["method", "strength", "proxy return", "true return"], rows),
+              Table("Early stopping", ["seed", f"chosen {result.knob}", "proxy return", "true return"],
+                    [[int(s), float(result.values[c]), float(p), float(t)]
+                     for s, c, p, t in zip(result.seeds, chosen, stopped_proxy, stopped_true)])]
+    for regularised in same_curve:
+        method = regularised["method"]
+        metrics[f"{method}_regularised_true_return_at_max_power"] = float(regularised["true"][:, -1].mean())
+        summary += (f" {method.upper()}-regularised at every {result.knob} (strength {sweep_strength:g}): true return "
+                    f"{regularised['true'][:, -1].mean():.3g} at full power.")
+        tables.append(Table(f"{method}-regularised sweep (mean over seeds)", [result.knob, "proxy", "true"],
+                            [[float(v), float(p), float(t)] for v, p, t in
+                             zip(result.values, regularised["proxy"].mean(0), regularised["true"].mean(0))]))
     return CheckResult(
         name=f"mitigations.{result.environment}", title=f"Mitigations: {result.environment}", verdict="info",
         summary=summary, hazard=HAZARD,
-        metrics={"early_stop_true_return": float(stopped_true.mean()),
-                 "full_power_true_return": float(result.true_returns[:, -1].mean()),
-                 "trusted_true_return": trusted_true},
-        tables=[Table("Regularised policies", ["method", "strength", "proxy return", "true return"], rows),
-                Table("Early stopping", ["seed", f"chosen {result.knob}", "proxy return", "true return"],
-                      [[int(s), float(result.values[c]), float(p), float(t)]
-                       for s, c, p, t in zip(result.seeds, chosen, stopped_proxy, stopped_true)])],
-        figures=[Figure.from_matplotlib(figure, "Mitigations")],
-        details={"curves": curves, "early_stop_index": chosen.tolist()},
+        metrics=metrics, tables=tables, figures=[Figure.from_matplotlib(figure, "Mitigations")],
+        details={"curves": curves, "early_stop_index": chosen.tolist(),
+                 "same_curve": [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in r.items()}
+                                for r in same_curve]},
     )
 
 
