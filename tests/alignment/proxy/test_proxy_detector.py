@@ -127,3 +127,20 @@ def test_kl_regularised_sweep_removes_the_lagoon_transition() -> None:
     assert regularised["true"].min() == pytest.approx(22.0, abs=0.5)
     with pytest.raises(InvalidParameterError, match="method"):
         regularized_sweep(result, "occupancy", 0.3)
+
+
+def test_batched_scores_equal_the_per_policy_definitions() -> None:
+    from mlsafety.alignment.proxy import TomatoWatering, boltzmann_policy, occupancy, state_distributions
+    from mlsafety.alignment.proxy.detector import total_variation
+
+    mdp = TomatoWatering().mdp()
+    trusted = trusted_policy(mdp)
+    rng = np.random.default_rng(0)
+    candidates = np.stack([boltzmann_policy(rng.normal(size=(mdp.n_states, mdp.n_actions)), b) for b in (0.5, 3.0)])
+    for metric, distance in (("jensen_shannon", jensen_shannon), ("hellinger", hellinger)):
+        scores = PolicyDivergenceDetector(metric).fit(mdp, trusted).score_policies(candidates)
+        expected = [state_distributions(mdp, c).mean(0) @ distance(c, trusted) for c in candidates]
+        assert np.allclose(scores, expected)
+    scores = PolicyDivergenceDetector("occupancy").fit(mdp, trusted).score_policies(candidates)
+    expected = [total_variation(occupancy(mdp, c), occupancy(mdp, trusted)) for c in candidates]
+    assert np.allclose(scores, expected)

@@ -9,9 +9,9 @@ import torch
 
 from mlsafety._validation import check_in, check_is_fitted
 from mlsafety.alignment.proxy._tabular import TabularMDP
-from mlsafety.alignment.proxy.planning import _as_mdp, check_policy, occupancy, state_distributions
+from mlsafety.alignment.proxy.planning import _as_mdp, check_policy, occupancy
 from mlsafety.base import Detector
-from mlsafety.exceptions import ShapeError
+from mlsafety.exceptions import InvalidInputError, ShapeError
 
 METRICS = ("jensen_shannon", "hellinger", "occupancy")
 
@@ -43,6 +43,18 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Total-variation distance ``sum_i |p_i - q_i| / 2`` over the last two axes' flattening."""
     p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
     return 0.5 * np.abs(p - q).reshape(*p.shape[:-2], -1).sum(-1)
+
+
+def _batched_visits(mdp: TabularMDP, policies: np.ndarray) -> np.ndarray:
+    """Average state distribution over the episode for a batch of stationary policies, shape (N, S)."""
+    d = np.broadcast_to(mdp.initial_distribution, (policies.shape[0], mdp.n_states)).copy()
+    total = d.copy()
+    # P_pi[n, s, s'] = sum_a pi_n(a|s) P(s'|s, a), one matrix product per step for the whole batch
+    p_pi = np.einsum("nsa,sap->nsp", policies, mdp.transitions)
+    for _ in range(1, mdp.horizon):
+        d = np.einsum("ns,nsp->np", d, p_pi)
+        total += d
+    return total / mdp.horizon
 
 
 class PolicyDivergenceDetector(Detector):
@@ -96,16 +108,13 @@ class PolicyDivergenceDetector(Detector):
         shape = self.trusted_policy_.shape
         if batch.ndim != 3 or batch.shape[1:] != shape:
             raise ShapeError(f"`policies` must have shape (N, S, A) with (S, A) = {shape}; got {policies.shape}.")
-        scores = np.empty(len(batch))
-        for i, policy in enumerate(batch):
-            policy = check_policy(policy, self.mdp_)
-            if self.metric == "occupancy":
-                scores[i] = total_variation(occupancy(self.mdp_, policy), self.trusted_occupancy_)
-                continue
-            visits = state_distributions(self.mdp_, policy).mean(0)
-            distance = jensen_shannon if self.metric == "jensen_shannon" else hellinger
-            scores[i] = float(visits @ distance(policy, self.trusted_policy_))
-        return scores
+        if (batch < -1e-9).any() or not np.allclose(batch.sum(-1), 1.0, atol=1e-6):
+            raise InvalidInputError("`policies` rows must be action distributions (non-negative, summing to 1).")
+        visits = _batched_visits(self.mdp_, np.clip(batch, 0.0, None))  # (N, S)
+        if self.metric == "occupancy":
+            return total_variation(visits[:, :, None] * batch, self.trusted_occupancy_[None])
+        distance = jensen_shannon if self.metric == "jensen_shannon" else hellinger
+        return (visits * distance(batch, self.trusted_policy_[None])).sum(1)
 
     def score(self, policies: np.ndarray) -> torch.Tensor:
         """Scores (N,), higher = further from the trusted policy = more likely gamed."""
