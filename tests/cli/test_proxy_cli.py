@@ -44,3 +44,11 @@ def test_proxy_detect_and_overoptimization(tmp_path) -> None:
     assert "peaks at n =" in result.output
     report = json.loads((tmp_path / "over" / "report.json").read_text())
     assert report["checks"][0]["metrics"]["bon_beta"] > 0
+
+
+def test_proxy_overoptimization_refuses_n_below_one(tmp_path) -> None:
+    result = runner.invoke(app, ["proxy", "overoptimization", "--n-values", "0,4", "--sweep-seeds", "0",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--n-values must be integers >= 1" in result.output
+    assert len(result.output.strip().splitlines()) == 1

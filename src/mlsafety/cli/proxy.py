@@ -98,6 +98,7 @@ def overoptimization_command(
     capacity: Annotated[int | None, typer.Option(help="Squared features the proxy may use (default: all).")] = None,
     label_noise: Annotated[float, typer.Option(help="Probability that a comparison label is flipped.")] = 0.1,
     ensemble: Annotated[int, typer.Option(help="Ensemble size for conservative reward models (0: none).")] = 5,
+    n_values: Annotated[str | None, typer.Option(help="Comma-separated best-of-n values (default 1..1000, 20 values).")] = None,
     sweep_seeds: Annotated[int, typer.Option(help="Seeds per point of the comparisons / capacity / noise sweeps (0: skip).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-report"),
@@ -106,7 +107,13 @@ def overoptimization_command(
     from mlsafety.alignment.proxy.overoptimization import overoptimization_experiment, overoptimization_sweep
     from mlsafety.alignment.proxy.report import overoptimization_section, write_report
 
-    settings = {"capacity": capacity, "label_noise": label_noise}
+    settings: dict = {"capacity": capacity, "label_noise": label_noise}
+    values = _floats(n_values, "--n-values")
+    if values is not None:
+        bad = [v for v in values if v < 1 or not float(v).is_integer()]
+        if bad:
+            raise fail(f"--n-values must be integers >= 1 (best-of-n needs at least one sample); got {bad[0]:g}.")
+        settings["n_values"] = [int(v) for v in values]
     result = overoptimization_experiment(n_comparisons=comparisons, n_ensemble=ensemble, seed=seed, **settings)
     sweeps = {}
     if sweep_seeds > 0:
