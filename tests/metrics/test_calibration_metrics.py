@@ -93,7 +93,10 @@ def test_equal_mass_bins_have_equal_counts() -> None:
     bins = calibration_bins(logits, labels, n_bins=10, strategy="quantile")
     assert bins.counts.sum() == 1003
     assert bins.counts.max() - bins.counts.min() <= 1
-    assert np.all(np.diff(bins.edges) >= 0)
+    assert len(bins.edges) == 11 and np.all(np.diff(bins.edges) >= 0)
+    few = calibration_bins(HAND_PROBS[:3], HAND_LABELS[:3], n_bins=5, strategy="quantile", from_logits=False)
+    assert few.counts.tolist() == [1, 1, 0, 1, 0]  # ranks 0, 1, 2 -> bins floor(5 r / 3)
+    np.testing.assert_allclose(few.edges, [0.65, 0.65, 0.75, 0.75, 0.9, 0.9])
 
 
 def test_perfectly_calibrated_predictions_have_small_ece() -> None:

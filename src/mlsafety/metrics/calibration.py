@@ -212,14 +212,11 @@ def calibration_bins(scores: Any, labels: Any, *, n_bins: int = 15, strategy: St
         edges = np.linspace(0.0, 1.0, n_bins + 1)
     else:
         index = _quantile_bin_index(confidences, n_bins)
-        low = torch.full((n_bins,), float("inf"), dtype=torch.float64, device=confidences.device)
         high = torch.full((n_bins,), float("-inf"), dtype=torch.float64, device=confidences.device)
-        low = low.scatter_reduce(0, index, confidences, "amin")
-        high = high.scatter_reduce(0, index, confidences, "amax")
-        filled = torch.isfinite(low)
-        edges = np.concatenate([[float(low[filled].min())], high[filled].cpu().numpy()])
-        if int(filled.sum()) < n_bins:  # fewer samples than bins
-            edges = np.concatenate([edges, np.full(n_bins - int(filled.sum()), edges[-1])])
+        high = high.scatter_reduce(0, index, confidences, "amax").cpu().numpy()
+        # bin m spans from the previous bin's largest confidence to its own; an empty bin
+        # (only with fewer samples than bins) has zero width
+        edges = np.maximum.accumulate(np.concatenate([[float(confidences.min())], high]))
     counts, conf_sum, correct_sum = _bin_sums(confidences, correct, index, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         counts_np = counts.cpu().numpy()
