@@ -154,6 +154,10 @@ class TabularEnv(gym.Env, ParamsMixin):
     def _build(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    # gymnasium's Env defines its own __str__; show the constructor arguments instead
+    __repr__ = ParamsMixin.__repr__
+    __str__ = ParamsMixin.__repr__
+
     def describe_state(self, state: int) -> str:
         """A short human-readable description of a state index."""
         return f"state {state}"
