@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,13 @@ def batch_seed(seed: int, name: str, severity: int, batch_index: int) -> int:
 
 
 def corrupt_dataset(images: torch.Tensor, name: str, severity: int, *, seed: int = 0, batch_size: int = 256,
-                    resolution: str = "auto", device: str | torch.device | None = None) -> Iterator[torch.Tensor]:
+                    resolution: str = "auto", device: str | torch.device | None = None,
+                    first_batch: int = 0) -> Iterator[torch.Tensor]:
     """Yield corrupted batches of ``images`` (in order) for one corruption and severity.
 
     Batches are corrupted on ``device`` (default: where ``images`` are) and returned there.
+    Batch ``i`` is seeded with :func:`batch_seed` ``(seed, name, severity, first_batch + i)``,
+    so a run resumed at ``first_batch`` reproduces an uninterrupted one.
     """
     check_positive(batch_size, "batch_size", "corrupt_dataset", integer=True)
     cls = CORRUPTIONS.get(name)
@@ -34,7 +38,8 @@ def corrupt_dataset(images: torch.Tensor, name: str, severity: int, *, seed: int
         batch = images[start:start + batch_size]
         if device is not None:
             batch = batch.to(device)
-        corruption = cls(severity=severity, seed=batch_seed(seed, name, severity, index), resolution=resolution)
+        batch_seed_value = batch_seed(seed, name, severity, first_batch + index)
+        corruption = cls(severity=severity, seed=batch_seed_value, resolution=resolution)
         yield corruption(batch)
 
 
@@ -113,8 +118,6 @@ def evaluate_corruptions(
     clean = float((classifier.predict(data.images).cpu() == labels.cpu()).float().mean())
     accuracy: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
-    import time
-
     for name in names:
         start = time.perf_counter()
         row = []

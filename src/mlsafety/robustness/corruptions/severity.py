@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from mlsafety.exceptions import parameter_error
 
 RESOLUTIONS = ("cifar", "tiny_imagenet", "imagenet")
 
 
 def _zooms(stop: float, step: float) -> tuple[float, ...]:
-    """``numpy.arange(1, stop, step)`` as a tuple (the zoom factors of zoom blur)."""
-    count = int(-(-(stop - 1) // step))
-    return tuple(round(1 + i * step, 10) for i in range(count))
+    """``numpy.arange(1, stop, step)`` as a tuple: the zoom factors of zoom blur, including the
+    published code's floating-point quirks (``arange(1, 1.26, 0.01)`` has 27 values)."""
+    return tuple(float(z) for z in np.arange(1, stop, step))
 
 
 SEVERITY_TABLES: dict[str, dict[str, tuple[Any, ...]]] = {

@@ -1,0 +1,137 @@
+"""``mlsafety corrupt``: write a corrupted copy of a data set, laid out as CIFAR-10-C.
+
+One ``<corruption>.npy`` per corruption holds uint8 images of shape (5 N, H, W, C):
+severity 1 for the first N images, then severity 2, ... (the severities asked for, in
+order); ``labels.npy`` holds the labels repeated once per severity. Progress is saved after
+every batch, so an interrupted run resumes where it stopped and produces the same bytes as
+an uninterrupted one (every batch has its own derived seed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mlsafety.cli._app import app
+from mlsafety.cli._common import cli_errors, console, fail
+from mlsafety.data import load_dataset
+from mlsafety.registry import CORRUPTIONS
+
+
+def _parse_names(text: str) -> list[str]:
+    from mlsafety.robustness.corruptions import corruption_names
+
+    names: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if item in ("benchmark", "holdout", "all"):
+            names += corruption_names(item)
+        elif item:
+            CORRUPTIONS.get(item)  # raises UnknownMethodError with suggestions
+            names.append(item)
+    return list(dict.fromkeys(names))
+
+
+def _parse_severities(text: str) -> list[int]:
+    try:
+        severities = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise fail(f"--severities takes comma-separated integers in 1..5; got {text!r}.") from None
+    if not severities or any(s < 1 or s > 5 for s in severities) or len(set(severities)) != len(severities):
+        raise fail(f"--severities must be distinct integers in 1..5; got {text!r}.")
+    return severities
+
+
+@app.command()
+@cli_errors
+def corrupt(
+    out: Annotated[Path, typer.Option(help="Output folder (created; resumed if it holds an unfinished run).")],
+    data: Annotated[str, typer.Option(help="Data: fashion-mnist, digits, .npz, CIFAR-10 folder or image folder.")] = "fashion-mnist",
+    split: Annotated[str, typer.Option(help="Split of a named data set (test or train).")] = "test",
+    corruptions: Annotated[str, typer.Option(help="Comma-separated names, or benchmark / holdout / all.")] = "all",
+    severities: Annotated[str, typer.Option(help="Comma-separated severities in 1..5.")] = "1,2,3,4,5",
+    limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = None,
+    seed: Annotated[int, typer.Option(help="Base seed (each batch derives its own).")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images corrupted per batch.")] = 500,
+    resolution: Annotated[str, typer.Option(help="Severity table: auto, cifar, tiny_imagenet or imagenet.")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    overwrite: Annotated[bool, typer.Option(help="Start afresh even if OUT holds a run with other settings.")] = False,
+) -> None:
+    """Write a corrupted copy of a data set (one .npy per corruption, severities stacked)."""
+    from mlsafety.robustness.corruptions import corrupt_dataset
+
+    names = _parse_names(corruptions)
+    levels = _parse_severities(severities)
+    if batch_size < 1:
+        raise fail(f"--batch-size must be >= 1; got {batch_size}.")
+    dataset = load_dataset(data, split=split)
+    if limit is not None:
+        if limit < 1:
+            raise fail(f"--limit must be >= 1; got {limit}.")
+        dataset = dataset.subset(range(min(limit, len(dataset))))
+    images = dataset.images
+    n, c, h, w = images.shape
+    settings = {"data": str(data), "split": split, "n_images": n, "shape": [h, w, c], "severities": levels,
+                "seed": seed, "batch_size": batch_size, "resolution": resolution}
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists() and not overwrite:
+        previous = json.loads(manifest_path.read_text())
+        if previous.get("settings") != settings:
+            raise fail(f"{out} holds a run with other settings ({previous.get('settings')}); "
+                       "choose another --out or pass --overwrite.")
+        done = previous.get("done", {})
+    else:
+        done = {}
+        for stale in list(out.glob("*.partial.npy")) + list(out.glob("*.npy")):
+            stale.unlink()
+    np.save(out / "labels.npy", np.tile(dataset.labels.numpy().astype(np.int64), len(levels)))
+
+    def save_manifest() -> None:
+        tmp = manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"settings": settings, "corruptions": names, "class_names": dataset.class_names,
+                                   "layout": "(len(severities) * N, H, W, C) uint8, severity-major",
+                                   "done": done}, indent=1))
+        tmp.replace(manifest_path)
+
+    save_manifest()
+    batches = (n + batch_size - 1) // batch_size
+    total = len(names) * len(levels) * batches
+    completed = sum(done.get(name, 0) for name in names)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("corrupting", total=total, completed=completed)
+        for name in names:
+            final = out / f"{name}.npy"
+            steps = len(levels) * batches
+            if done.get(name, 0) >= steps and final.exists():
+                continue
+            partial = out / f"{name}.partial.npy"
+            if partial.exists() and done.get(name, 0) > 0:
+                array = np.load(partial, mmap_mode="r+")
+            else:
+                done[name] = 0
+                array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(levels) * n, h, w, c))
+            progress.update(task, description=name)
+            for level_index, level in enumerate(levels):
+                first_batch = max(0, done[name] - level_index * batches)
+                if first_batch >= batches:
+                    continue
+                stream = corrupt_dataset(images[first_batch * batch_size:], name, level, seed=seed,
+                                         batch_size=batch_size, resolution=resolution, device=device,
+                                         first_batch=first_batch)
+                for batch_index, batch in enumerate(stream, start=first_batch):
+                    start = level_index * n + batch_index * batch_size
+                    pixels = (batch * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+                    array[start:start + len(pixels)] = pixels
+                    array.flush()
+                    done[name] = level_index * batches + batch_index + 1
+                    save_manifest()
+                    progress.advance(task)
+            del array
+            partial.replace(final)
+    console.print(f"wrote {len(names)} corruption(s) x {len(levels)} severities of {n} images to {out}", markup=False)
