@@ -34,9 +34,10 @@ install_torchvision_shim()
 pod = pytest.importorskip("pytorch_ood.detector")
 
 TOLERANCE = 0.005
-# pytorch-ood clamps GEN's probabilities to [1e-7, 1 - 1e-7]; the paper (and mlsafety) does
-# not, which reorders the most confident samples slightly.
-RANK_CORRELATION = {"gen": 0.99}
+# pytorch-ood clamps GEN's probabilities to [1e-7, 1 - 1e-7]; the paper (and mlsafety's
+# default) does not. With GEN(clip=1e-7) the two agree; the default differs by up to 0.015
+# AUROC on blobs (benchmarks/results/ood_compare.json).
+RANK_CORRELATION: dict[str, float] = {}
 OOD_SETS = ("digits", "photos", "uniform-noise")
 
 
@@ -82,7 +83,7 @@ def _reference_scores(name: str, cached, head: torch.nn.Linear):
 
 
 OURS = {
-    "msp": MSP(), "max_logit": MaxLogit(), "energy": Energy(), "entropy": Entropy(), "gen": GEN(gamma=0.1),
+    "msp": MSP(), "max_logit": MaxLogit(), "energy": Energy(), "entropy": Entropy(), "gen": GEN(gamma=0.1, clip=1e-7),
     "kl_matching": KLMatching(), "mahalanobis": Mahalanobis(), "relative_mahalanobis": RelativeMahalanobis(),
     "knn": KNN(k=20), "vim": ViM(n_components=64), "react": ReAct(percentile=90), "ash": ASH(percentile=90),
     "gradnorm": GradNorm(),
