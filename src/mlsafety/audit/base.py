@@ -122,23 +122,33 @@ class AuditContext:
 
     def evaluation_data(self, n_full: int | None = None, n_quick: int = 1000) -> ImageDataset:
         """The evaluation set, reduced to a seeded subset of ``n_quick`` samples in quick
-        mode (and of ``n_full`` otherwise, when given)."""
+        mode (and of ``n_full`` otherwise, when given). The same arguments return the same
+        object, so cached logits are shared between checks."""
         limit = n_quick if self.quick else n_full
-        return self.data if limit is None else self.data.head(limit, seed=self.seed)
+        if limit is None:
+            return self.data
+        key = f"subset:{limit}"
+        if key not in self._cache:
+            self._cache[key] = self.data.head(limit, seed=self.seed)
+        return self._cache[key]
+
+    def _key(self, kind: str, data: ImageDataset) -> str:
+        # keyed by content, not id(): ids are reused after garbage collection
+        return f"{kind}:{data.fingerprint()}"
 
     def logits(self, data: ImageDataset) -> torch.Tensor:
         """Logits of ``data``, computed once per data set and shared between checks."""
-        key = f"logits:{id(data)}"
+        key = self._key("logits", data)
         if key not in self._cache:
             self._cache[key] = self.classifier.predict_logits(data.images)
         return self._cache[key]
 
     def features(self, data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
         """(features, logits) of ``data``, computed once per data set."""
-        key = f"features:{id(data)}"
+        key = self._key("features", data)
         if key not in self._cache:
             self._cache[key] = self.classifier.features(data.images)
-            self._cache[f"logits:{id(data)}"] = self._cache[key][1]
+            self._cache[self._key("logits", data)] = self._cache[key][1]
         return self._cache[key]
 
     def option(self, check: str, key: str, default: Any) -> Any:
