@@ -71,7 +71,7 @@ def test_cache_round_trip_and_merge(tmp_path, monkeypatch) -> None:
 def test_local_encoder_errors_are_one_line_and_name_the_fix(tmp_path) -> None:
     with pytest.raises(DataNotFoundError, match="does not exist"):
         LocalEncoder(path=str(tmp_path / "missing")).encode(["hello"])
-    with pytest.raises(DataNotFoundError, match="config.json"):
+    with pytest.raises(DataNotFoundError, match=r"config\.json"):
         LocalEncoder(path=str(tmp_path)).encode(["hello"])
     with pytest.raises(InvalidParameterError, match="path"):
         LocalEncoder().encode(["hello"])

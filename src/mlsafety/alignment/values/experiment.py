@@ -91,7 +91,8 @@ def learning_curve(train_embeddings: torch.Tensor, train_pairs: Pairs, test_embe
             model = fit_utility(train_embeddings, subset, seed=repeat, **params)
             metrics = evaluate_pairs(model.utility(test_embeddings).numpy(), test_pairs.better, test_pairs.worse,
                                      test_pairs.hard)
-            rows.append({"n_pairs": float(len(subset)), "repeat": float(repeat), **metrics})
+            rows.append({**metrics, "n_test_pairs": metrics["n_pairs"], "n_pairs": float(len(subset)),
+                         "repeat": float(repeat)})
     return rows
 
 

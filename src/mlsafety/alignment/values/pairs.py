@@ -162,8 +162,10 @@ def build_pairs(rated: RatedTexts, n_pairs: int = 20000, min_gap: float = 0.05, 
                     seen.add(key)
                     chosen_a.append(x)
                     chosen_b.append(y)
-    a = np.asarray(chosen_a[:n_pairs], dtype=np.int64)
-    b = np.asarray(chosen_b[:n_pairs], dtype=np.int64)
+    # keep a random subset (not the first ones drawn, which would favour the first domains)
+    keep = np.sort(rng.permutation(len(chosen_a))[:n_pairs])
+    a = np.asarray(chosen_a, dtype=np.int64)[keep]
+    b = np.asarray(chosen_b, dtype=np.int64)[keep]
     if a.size == 0:
         raise InvalidInputError("no pair of texts has different ratings; check the ratings or lower `min_gap`.")
     first_better = rated.ratings[a] > rated.ratings[b]

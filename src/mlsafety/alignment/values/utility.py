@@ -147,7 +147,10 @@ class UtilityModel(ParamsMixin):
             raise InvalidInputError("embeddings contain NaN or infinite values; check the encoder.")
         torch.manual_seed(self.seed)
         self.mean_ = reference.mean(0)
-        self.scale_ = reference.std(0).clamp_min(1e-6) if reference.shape[0] > 1 else torch.ones_like(self.mean_)
+        std = reference.std(0) if reference.shape[0] > 1 else torch.ones_like(self.mean_)
+        # features (almost) constant in training -- e.g. unseen hash buckets -- must not be
+        # blown up on new texts: floor the scale at a tenth of the mean feature scale
+        self.scale_ = std.clamp_min(max(0.1 * float(std.mean()), 1e-6))
         self.head_ = build_head(self.head, reference.shape[1], self.hidden_size).to(self.device)
         self.loss_ = loss
         self.dim_ = int(reference.shape[1])
@@ -211,7 +214,18 @@ class UtilityModel(ParamsMixin):
 
     def _train(self, n: int, loss_of: Any) -> None:
         """Linear head: full-batch L-BFGS on the convex loss + ``weight_decay/2 * ||w||^2``.
-        MLP head: ``n_steps`` AdamW steps on mini-batches (one-cycle learning rate)."""
+        MLP head: ``n_steps`` AdamW steps on mini-batches (one-cycle learning rate).
+
+        Runs on one CPU thread: the heads are small, and a busy machine's thread pool can
+        make each tiny step a hundred times slower."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            self._optimise(n, loss_of)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _optimise(self, n: int, loss_of: Any) -> None:
         self.history_: list[float] = []
         self.head_.train()
         if self.head == "linear":

@@ -1,0 +1,99 @@
+"""``mlsafety values train | eval | score`` through CliRunner, offline, on generated VADER-layout
+files with the hashing encoder."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mlsafety.alignment.values.vader import DOMAINS
+from mlsafety.cli import app
+
+runner = CliRunner()
+WORDS = {"wonderful": 3.0, "great": 2.5, "lovely": 2.4, "good": 1.8, "awful": -3.0, "terrible": -2.7, "bad": -1.9,
+         "sad": -2.0}
+FILLER = ["the", "a", "day", "movie", "phone", "was", "this", "trip", "meal", "really"]
+
+
+@pytest.fixture()
+def vader_env(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "vader"
+    folder.mkdir()
+    seen = set()
+    for name in DOMAINS.values():
+        lines = []
+        while len(lines) < 60:
+            chosen = list(rng.choice(list(WORDS), rng.integers(1, 3), replace=False))
+            text = " ".join([*rng.choice(FILLER, 4), *chosen])
+            if text in seen:
+                continue
+            seen.add(text)
+            lines.append(f"{len(lines) + 1}\t{sum(WORDS[w] for w in chosen) + rng.normal(0, 0.1):.3f}\t{text}")
+        (folder / name).write_text("\r\n".join(lines), encoding="utf-8")
+    (folder / "vader_sentiment_lexicon.txt").write_text("\n".join(f"{w}\t{v}\t0.5\t[]" for w, v in WORDS.items()))
+    monkeypatch.setenv("MLSAFETY_VADER", str(folder))
+    monkeypatch.setenv("MLSAFETY_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_train_eval_score_end_to_end(vader_env) -> None:
+    model = vader_env / "u.safetensors"
+    trained = runner.invoke(app, ["values", "train", "--encoder", "hashing", "--n-pairs", "800", "--out", str(model)])
+    assert trained.exit_code == 0, trained.output
+    assert "held-out pairwise accuracy" in trained.output and model.is_file()
+    out = vader_env / "report"
+    evaluated = runner.invoke(app, ["values", "eval", "--model", str(model), "--out", str(out), "--quick",
+                                    "--no-goodhart"])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((out / "report.json").read_text())
+    fit = report["checks"][0]
+    assert fit["name"] == "fit" and fit["metrics"]["pairwise_accuracy"] > 0.75
+    gated = runner.invoke(app, ["values", "eval", "--model", str(model), "--out", str(out), "--quick",
+                                "--no-goodhart", "--fail-under", "pairwise_accuracy=1.01"])
+    assert gated.exit_code == 1, gated.output
+    scored = runner.invoke(app, ["values", "score", "--model", str(model), "a wonderful lovely trip",
+                                 "an awful sad day"])
+    assert scored.exit_code == 0, scored.output
+    first, second = (float(line.split()[0]) for line in scored.output.strip().splitlines())
+    assert first > second
+    # the default model path, trained with regression, reports a rating
+    default = runner.invoke(app, ["values", "train", "--encoder", "hashing", "--loss", "regression"])
+    assert default.exit_code == 0, default.output
+    rated = runner.invoke(app, ["values", "score", "great day"])
+    assert rated.exit_code == 0 and "predicted rating" in rated.output
+
+
+def test_pairs_file_training_and_one_line_errors(vader_env) -> None:
+    pairs = vader_env / "pairs.csv"
+    with pairs.open("w", newline="") as stream:
+        csv.writer(stream).writerows([("better", "worse"), ("a lovely day", "an awful day"),
+                                      ("great food", "bad food"), ("a good film", "a sad film")])
+    model = vader_env / "p.safetensors"
+    ok = runner.invoke(app, ["values", "train", "--encoder", "hashing", "--pairs", str(pairs), "--out", str(model)])
+    assert ok.exit_code == 0, ok.output
+    ev = runner.invoke(app, ["values", "eval", "--model", str(model), "--pairs", str(pairs),
+                             "--out", str(vader_env / "r")])
+    assert ev.exit_code == 0 and "pairs_pairwise_accuracy" in ev.output
+
+    equal = vader_env / "equal.csv"
+    equal.write_text("same text,same text\n")
+    wrong = vader_env / "wrong.csv"
+    wrong.write_text("x,y,z\n1,2,3\n")
+    cases = [
+        (["values", "score", "--model", str(model), ""], "empty text"),
+        (["values", "train", "--encoder", "hashing", "--pairs", str(equal)], "same text on both sides"),
+        (["values", "train", "--encoder", "hashing", "--ethics", str(wrong)], "columns"),
+        (["values", "train", "--encoder", "local", "--encoder-path", str(vader_env / "nope")], "does not exist"),
+        (["values", "score", "--model", str(vader_env / "missing.safetensors"), "hi"], "not found"),
+        (["values", "train", "--encoder", "bert"], "unknown text encoder"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        lines = [line for line in result.output.strip().splitlines() if line.strip()]
+        assert len(lines) == 1 and message in lines[0], (args, result.output)
