@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml requirements/anchors.txt
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps -r requirements/anchors.txt
+	$(VENV)/bin/mlsafety values fetch || echo "warning: VADER ratings not fetched (values default data); retry: $(VENV)/bin/mlsafety values fetch"
 	touch $@
 
 data:

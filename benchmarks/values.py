@@ -5,7 +5,7 @@ Run (about 15-30 minutes on two busy CPU cores once the MiniLM embeddings are ca
 
     python benchmarks/values.py            # writes benchmarks/results/values.json
 
-Needs the VADER files (``python -m mlsafety.alignment.values.vader`` fetches them once).
+Needs the VADER files (``mlsafety values fetch`` fetches them once).
 """
 
 from __future__ import annotations

@@ -186,3 +186,12 @@ def score(
         extra = (f"  (predicted rating {value * utility.rating_scale_ + rating:+.2f} on -4..+4)"
                  if rating is not None else "")
         console.print(f"{float(value):+.4f}{extra}  {text}", markup=False)
+
+
+@values_app.command("fetch")
+@cli_errors
+def fetch() -> None:
+    """Download the VADER human ratings once (pip download of the vaderSentiment 3.3.2 sources)."""
+    from mlsafety.alignment.values.vader import fetch_vader
+
+    console.print(f"VADER ground truth in {fetch_vader()}", markup=False)

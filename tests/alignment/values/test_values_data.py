@@ -102,7 +102,7 @@ def test_split_is_disjoint_and_stratified(corpus) -> None:
 
 def test_missing_vader_says_how_to_fetch(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MLSAFETY_VADER", str(tmp_path / "nowhere"))
-    with pytest.raises(DataNotFoundError, match=r"python -m mlsafety\.alignment\.values\.vader"):
+    with pytest.raises(DataNotFoundError, match="mlsafety values fetch"):
         load_vader()
 
 

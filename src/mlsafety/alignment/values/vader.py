@@ -8,7 +8,7 @@ New York Times editorial snippets (5,190) and Amazon review snippets (3,708). MI
 The files sit inside the ``vaderSentiment==3.3.2`` *source* distribution on PyPI
 (``additional_resources/hutto_ICWSM_2014.tar.gz``; they are not in the wheel).
 :func:`fetch_vader` fetches it once at set-up time (``make install`` calls it) with
-``pip download``; :func:`load_vader` then only reads local files and never touches the
+``pip download`` (``mlsafety values fetch``); :func:`load_vader` then only reads local files and never touches the
 network.
 """
 
@@ -37,8 +37,8 @@ DOMAINS: dict[str, str] = {
 EXPECTED_SIZES = {"tweets": 4200, "movie_reviews": 10605, "nyt_editorials": 5190, "amazon_reviews": 3708}
 LEXICON_FILE = "vader_sentiment_lexicon.txt"
 FETCH_HINT = (
-    "Fetch it once with `python -m mlsafety.alignment.values.vader` (runs `pip download vaderSentiment==3.3.2` "
-    "from PyPI), or set MLSAFETY_VADER to a folder holding the hutto_ICWSM_2014 files."
+    "Fetch it once with `mlsafety values fetch` (runs `pip download vaderSentiment==3.3.2` from PyPI), or set "
+    "MLSAFETY_VADER to a folder holding the hutto_ICWSM_2014 files."
 )
 
 
@@ -209,7 +209,3 @@ def load_lexicon(path: str | Path | None = None) -> dict[str, float]:
             except ValueError:
                 continue
     return lexicon
-
-
-if __name__ == "__main__":  # pragma: no cover - the set-up step
-    print(fetch_vader())
