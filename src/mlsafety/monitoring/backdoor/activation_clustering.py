@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mlsafety._validation import check_is_fitted, check_labels, check_positive, make_generator
+from mlsafety._validation import check_in, check_is_fitted, check_labels, check_positive, make_generator
 from mlsafety.base import Detector
 from mlsafety.monitoring.backdoor._features import check_features, features_and_labels
 from mlsafety.registry import BACKDOOR_DETECTORS
@@ -67,8 +67,11 @@ class ActivationClustering(Detector):
     For each class the penultimate activations are reduced to ``n_components`` dimensions
     and split by 2-means; in a poisoned class the triggered samples form a separate,
     smaller cluster. The paper reduces with ICA; ICA is a whitening followed by a rotation
-    and k-means is rotation-invariant, so whitened PCA gives the same partition and is
-    used here. The paper decides per cluster (relative size, silhouette score); to give a
+    and k-means is rotation-invariant, so whitened PCA (``reduction="ica"``) gives the
+    same partition. Whitening gives every kept direction unit variance, which dilutes a
+    poison direction that dominates the variance, so the default is plain PCA
+    (``reduction="pca"``: projection on the top components without rescaling). The paper
+    decides per cluster (relative size, silhouette score); to give a
     per-sample score (higher = more likely poisoned) this implementation combines both::
 
         score_i = max(silhouette_c, 0) * (1 + m_i) / 2,
@@ -81,6 +84,8 @@ class ActivationClustering(Detector):
     ----------
     n_components : int
         Dimensions kept before clustering (the paper uses 10).
+    reduction : {"pca", "ica"}
+        Plain PCA projection, or whitened PCA (the partition the paper's ICA gives).
     max_silhouette_samples : int
         Samples per class used to estimate the silhouette (cost is quadratic).
     seed : int or None
@@ -93,8 +98,10 @@ class ActivationClustering(Detector):
     relative_size_ : (K,) fraction of each class in its smaller cluster.
     """
 
-    def __init__(self, n_components: int = 10, max_silhouette_samples: int = 1000, seed: int | None = 0) -> None:
+    def __init__(self, n_components: int = 10, reduction: str = "pca", max_silhouette_samples: int = 1000,
+                 seed: int | None = 0) -> None:
         self.n_components = n_components
+        self.reduction = reduction
         self.max_silhouette_samples = max_silhouette_samples
         self.seed = seed
 
@@ -110,6 +117,7 @@ class ActivationClustering(Detector):
         owner = type(self).__name__
         check_positive(self.n_components, "n_components", owner, integer=True)
         check_positive(self.max_silhouette_samples, "max_silhouette_samples", owner, integer=True)
+        check_in(self.reduction, ("pca", "ica"), "reduction", owner)
         features = check_features(features)
         labels = check_labels(labels, features.shape[0]).to(features.device)
         n_classes = n_classes or int(labels.max()) + 1
@@ -132,6 +140,8 @@ class ActivationClustering(Detector):
             _, singular, vh = torch.linalg.svd(points - mean, full_matrices=False)
             k = min(dim, vh.shape[0])
             scale = (singular[:k] / (points.shape[0] - 1) ** 0.5).clamp_min(1e-8)
+            if self.reduction == "pca":
+                scale = torch.ones_like(scale)
             projection = torch.zeros(features.shape[1], dim, dtype=torch.float64, device=device)
             projection[:, :k] = vh[:k].T / scale
             reduced = (points - mean) @ projection

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mlsafety._validation import check_fraction, check_positive
+from mlsafety._validation import check_fraction, check_is_fitted, check_positive
 from mlsafety.base import ParamsMixin
 from mlsafety.exceptions import ShapeError
 from mlsafety.models.training import train_classifier
@@ -74,7 +74,9 @@ class TriggerUnlearning(ParamsMixin):
 
     def apply_from(self, classifier: Classifier, clean: ImageDataset, cleanse: NeuralCleanse,
                    target: int | None = None) -> Classifier:
-        """Unlearn the trigger Neural Cleanse reversed for ``target`` (default: its suspected target)."""
+        """Unlearn the trigger Neural Cleanse reversed for ``target`` (default: its suspected target,
+        or the class with the smallest trigger when none is flagged)."""
+        check_is_fitted(cleanse, "masks_")
         target = cleanse.suspected_target_ if target is None else target
         if target is None:
             target = int(cleanse.l1_norms_.argmin())

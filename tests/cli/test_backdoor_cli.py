@@ -1,0 +1,40 @@
+"""``mlsafety backdoor scan`` through CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from mlsafety.cli import app
+from mlsafety.data import load_digits
+from mlsafety.models import Classifier, build_architecture, save_checkpoint
+
+runner = CliRunner()
+
+
+def test_scan_writes_report_with_triggers(tmp_path) -> None:
+    digits = load_digits(size=16).head(600)
+    np.savez(tmp_path / "d.npz", x=digits.images.numpy(), y=digits.labels.numpy())
+    module = build_architecture("small_cnn", width=4, n_classes=10).eval()
+    path = save_checkpoint(Classifier(module, input_shape=(1, 16, 16)), tmp_path / "m.safetensors",
+                           "small_cnn", {"width": 4, "n_classes": 10})
+    result = runner.invoke(app, ["backdoor", "scan", "--model", str(path), "--data", str(tmp_path / "d.npz"),
+                                 "--steps", "5", "--quick", "--out", str(tmp_path / "r")])
+    assert result.exit_code in (0, 1), result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("BACKDOOR SUSPECTED" if result.exit_code == 1 else "no backdoor found")
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    check = report["checks"][0]
+    assert check["name"] == "backdoor" and check["figures"][0]["title"] == "Reversed triggers"
+    assert check["details"]["neural_cleanse"]["l1_norms"].__len__() == 10
+    assert (tmp_path / "r" / "report.html").exists()
+
+
+def test_scan_usage_errors(tmp_path) -> None:
+    result = runner.invoke(app, ["backdoor", "scan", "--model", str(tmp_path / "missing.safetensors")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+    result = runner.invoke(app, ["backdoor", "scan", "--steps", "0"])
+    assert result.exit_code == 2 and "--steps" in result.output

@@ -1,0 +1,29 @@
+"""A BadNets-backdoored tiny digits model, trained once per session (a few seconds)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlsafety.data import ImageDataset
+from mlsafety.models import Classifier, build_architecture
+from mlsafety.monitoring.backdoor import BadNets, train_backdoored_classifier
+
+
+@pytest.fixture(scope="session")
+def badnets_attack() -> BadNets:
+    return BadNets(patch_size=3, target_class=0, poison_rate=0.1, seed=0)
+
+
+@pytest.fixture(scope="session")
+def backdoored(digits_splits: dict[str, ImageDataset], badnets_attack: BadNets
+               ) -> tuple[Classifier, ImageDataset, torch.Tensor]:
+    """(model, poisoned training set, poisoned indices) for BadNets, target 0, 10% poison."""
+    torch.manual_seed(0)
+    module = build_architecture("small_cnn", in_channels=1, n_classes=10, width=8).eval()
+    classifier = Classifier(module, mean=[0.3], std=[0.4], class_names=digits_splits["train"].class_names,
+                            input_shape=(1, 16, 16), name="tiny_backdoored")
+    _, poisoned, indices = train_backdoored_classifier(
+        classifier, digits_splits["train"], badnets_attack, epochs=8, batch_size=64, learning_rate=1e-2,
+        progress=False, seed=0)
+    return classifier, poisoned, indices
