@@ -117,3 +117,22 @@ def test_conservative_ensemble_is_below_the_mean_and_members_differ() -> None:
     mean = UtilityEnsemble(n_members=4, aggregate="mean").fit_pairs(data.better, data.worse).utility(data.items)
     assert bool((low.utility(data.items) <= mean + 1e-6).all())
     assert float(np.corrcoef(mean, data.true_utility)[0, 1]) > 0.9
+
+
+def test_linear_bradley_terry_matches_scikit_learn_logistic_regression_on_differences() -> None:
+    """Anchor: a linear Bradley–Terry utility is L2 logistic regression without intercept on
+    x_a - x_b (both orders). With our penalty wd/2 ||w||^2 on the *mean* loss over the 2P
+    augmented rows, scikit-learn's C is 1 / (wd * 2P)."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = make_synthetic_preferences(400, dim=10, temperature=0.5, seed=4)
+    weight_decay = 1e-2
+    model = UtilityModel(weight_decay=weight_decay, n_steps=500).fit_pairs(data.better, data.worse)
+    ours = (model.head_.weight.detach().flatten() / model.scale_).numpy()
+    scale = model.scale_.numpy()
+    d = ((data.better - data.worse).numpy()) / scale  # the standardised differences our head sees
+    x = np.concatenate([d, -d])
+    y = np.concatenate([np.ones(len(d)), np.zeros(len(d))])
+    reference = LogisticRegression(C=1 / (weight_decay * len(x)), fit_intercept=False, tol=1e-10, max_iter=10000)
+    theirs = reference.fit(x, y).coef_.ravel() / scale
+    np.testing.assert_allclose(ours, theirs, rtol=2e-3, atol=2e-4)

@@ -31,6 +31,13 @@ def _load_sentence_transformer(path: Path, device: str) -> Any:
             "the sentence-transformers package is not installed; install the text extra: "
             "pip install 'mlsafety[text]'."
         ) from error
+    try:  # no progress bars or hub chatter on the CLI's output
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+    except Exception:  # pragma: no cover - older or newer transformers
+        pass
     return SentenceTransformer(str(path), device=device, local_files_only=True)
 
 
