@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mlsafety.data import default_splits
@@ -57,19 +58,27 @@ def _train(kind: str, epochs: int, seed: int) -> None:
     print(f"{kind}: test accuracy {test_accuracy:.4f}, {history.seconds:.0f} s -> {path}", flush=True)
 
 
-def _evaluate(epochs: int, seed: int, n_test: int, batch_size: int) -> None:
+def _evaluate(epochs: int, seed: int, n_test: int, batch_size: int, kinds: list[str]) -> None:
     from mlsafety.metrics.corruption import mean_corruption_error, relative_mean_corruption_error
-
-    from mlsafety.robustness.corruptions import corruption_names, evaluate_corruptions
+    from mlsafety.robustness.corruptions import CorruptionResult, corruption_names, evaluate_corruptions
 
     test = default_splits()["test"].head(n_test, seed=0)
     results = {}
-    for kind in ("standard", "augmix"):
+    for kind in kinds:
+        cache = ROOT / f"eval_{kind}_e{epochs}_s{seed}_n{len(test)}.json"
+        if cache.exists():
+            saved = json.loads(cache.read_text())
+            results[kind] = CorruptionResult({k: np.asarray(v) for k, v in saved["accuracy"].items()},
+                                             saved["severities"], saved["clean_accuracy"], saved["n_samples"])
+            continue
         classifier = load_classifier(ROOT / f"small_cnn_{kind}_e{epochs}_s{seed}.safetensors")
         start = time.perf_counter()
         results[kind] = evaluate_corruptions(classifier, test, corruption_names("benchmark"),
                                              seed=1, batch_size=batch_size)
+        cache.write_text(json.dumps(results[kind].to_dict()))
         print(f"{kind}: evaluated in {time.perf_counter() - start:.0f} s", flush=True)
+    if "standard" not in results or "augmix" not in results:
+        return
     base = results["standard"]
     summary = {"n_test": len(test), "epochs": epochs, "seed": seed}
     for kind, result in results.items():
@@ -103,7 +112,7 @@ def main() -> None:
         for kind in args.kinds.split(","):
             _train(kind, args.epochs, args.seed)
     else:
-        _evaluate(args.epochs, args.seed, args.n_test, args.batch_size)
+        _evaluate(args.epochs, args.seed, args.n_test, args.batch_size, args.kinds.split(","))
 
 
 if __name__ == "__main__":
