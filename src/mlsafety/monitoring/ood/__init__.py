@@ -27,6 +27,7 @@ from mlsafety.monitoring.ood.outlier_exposure import (
 from mlsafety.monitoring.ood.pyod_adapter import PyODAdapter
 from mlsafety.monitoring.ood.react import ReAct
 from mlsafety.monitoring.ood.relative_mahalanobis import RelativeMahalanobis
+from mlsafety.monitoring.ood.tuning import FeatureSet, TuningResult, tune_features, tune_inputs
 from mlsafety.monitoring.ood.vim import ViM
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ODIN",
     "Energy",
     "Entropy",
+    "FeatureSet",
     "GradNorm",
     "KLMatching",
     "Mahalanobis",
@@ -46,10 +48,13 @@ __all__ = [
     "PyODAdapter",
     "ReAct",
     "RelativeMahalanobis",
+    "TuningResult",
     "ViM",
     "energy_score",
     "gradnorm_score",
     "msp_score",
     "outlier_exposure_finetune",
+    "tune_features",
+    "tune_inputs",
     "uniform_cross_entropy",
 ]
