@@ -26,7 +26,7 @@ def test_mad_anomaly_index_hand_computed() -> None:
 def test_neural_cleanse_recovers_badnets_trigger(backdoored, badnets_attack, digits_splits) -> None:
     classifier, _, _ = backdoored
     state = {k: v.clone() for k, v in classifier.module.state_dict().items()}
-    cleanse = NeuralCleanse(steps=80, n_samples=200, seed=0).fit(classifier, digits_splits["validation"])
+    cleanse = NeuralCleanse(steps=60, n_samples=200, seed=0).fit(classifier, digits_splits["validation"])
     assert cleanse.masks_.shape == (10, 1, 16, 16) and cleanse.patterns_.shape == (10, 1, 16, 16)
     assert float(cleanse.masks_.min()) >= 0 and float(cleanse.masks_.max()) <= 1
     # the target's reversed trigger is the smallest, well under half the median class's
@@ -52,7 +52,8 @@ def test_fine_pruning_copies_and_prunes(backdoored, badnets_attack, digits_split
     conv, norm = last_conv_and_norm(pruned.module)
     channels = torch.tensor(defence.pruned_channels_)
     # pruned channels stay exactly zero through fine-tuning
-    assert float(conv.weight[channels].abs().sum()) == 0 and float(norm.weight[channels].abs().sum()) == 0
+    assert float(conv.weight[channels].detach().abs().sum()) == 0
+    assert float(norm.weight[channels].detach().abs().sum()) == 0
     after = backdoor_metrics(pruned, badnets_attack, digits_splits["test"])
     assert after["clean_accuracy"] > 0.8
     assert after["attack_success_rate"] <= attack_success_rate(classifier, badnets_attack, digits_splits["test"])
@@ -61,7 +62,8 @@ def test_fine_pruning_copies_and_prunes(backdoored, badnets_attack, digits_split
 def test_unlearning_with_true_trigger_removes_backdoor(backdoored, badnets_attack, digits_splits) -> None:
     classifier, _, _ = backdoored
     mask, pattern = badnets_attack.trigger((1, 16, 16))
-    unlearned = TriggerUnlearning(epochs=3).apply(classifier, digits_splits["validation"], mask[0], pattern[0])
+    defence = TriggerUnlearning(epochs=4, batch_size=16)
+    unlearned = defence.apply(classifier, digits_splits["validation"], mask[0], pattern[0])
     after = backdoor_metrics(unlearned, badnets_attack, digits_splits["test"])
     assert after["attack_success_rate"] < 0.3
     assert after["clean_accuracy"] > 0.85

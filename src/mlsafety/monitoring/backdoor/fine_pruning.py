@@ -50,6 +50,8 @@ class FinePruning(ParamsMixin):
         Fraction of channels added per pruning step.
     fine_tune_epochs : int
         Epochs of clean fine-tuning after pruning (0 skips it).
+    batch_size : int
+        Fine-tuning batch size.
     learning_rate : float
         Fine-tuning learning rate.
     seed : int
@@ -60,10 +62,11 @@ class FinePruning(ParamsMixin):
     """
 
     def __init__(self, max_accuracy_drop: float = 0.05, prune_step: float = 0.05, fine_tune_epochs: int = 1,
-                 learning_rate: float = 1e-3, seed: int = 0) -> None:
+                 batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0) -> None:
         self.max_accuracy_drop = max_accuracy_drop
         self.prune_step = prune_step
         self.fine_tune_epochs = fine_tune_epochs
+        self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.seed = seed
 
@@ -78,6 +81,7 @@ class FinePruning(ParamsMixin):
         check_fraction(self.prune_step, "prune_step", owner)
         check_positive(self.fine_tune_epochs, "fine_tune_epochs", owner, integer=True, allow_zero=True)
         check_positive(self.learning_rate, "learning_rate", owner)
+        check_positive(self.batch_size, "batch_size", owner, integer=True)
         tune, held_out = clean.split([0.8, 0.2], seed=self.seed)
         pruned = copy.deepcopy(classifier)
         conv, norm = last_conv_and_norm(pruned.module)
@@ -109,14 +113,14 @@ class FinePruning(ParamsMixin):
         if self.fine_tune_epochs > 0 and kept > 0:
             masks = self._gradient_masks(conv, norm, channels)
             try:
-                train_classifier(pruned, tune, epochs=self.fine_tune_epochs, learning_rate=self.learning_rate,
-                                 weight_decay=0.0, seed=self.seed, progress=False)
+                train_classifier(pruned, tune, epochs=self.fine_tune_epochs, batch_size=self.batch_size,
+                                 learning_rate=self.learning_rate, weight_decay=0.0, seed=self.seed, progress=False)
             finally:
                 for handle in masks:
                     handle.remove()
         elif self.fine_tune_epochs > 0:
-            train_classifier(pruned, tune, epochs=self.fine_tune_epochs, learning_rate=self.learning_rate,
-                             weight_decay=0.0, seed=self.seed, progress=False)
+            train_classifier(pruned, tune, epochs=self.fine_tune_epochs, batch_size=self.batch_size,
+                             learning_rate=self.learning_rate, weight_decay=0.0, seed=self.seed, progress=False)
         pruned.module.train(classifier.module.training)
         return pruned
 

@@ -58,19 +58,22 @@ class SpectralSignatures(Detector):
     clean ones along a direction that dominates the class's covariance, so the outlier
     score ``tau_i = ((R_i - mu_c) . v_c)^2``, with ``v_c`` the top right-singular vector of
     the centred class features, is large for poisoned samples. The paper removes the top
-    ``1.5 * epsilon`` scores of each class; here the score is returned for every sample and,
-    so that scores of different classes are comparable, divided by the median score of
-    the class in the fitted data (poisoned samples are a minority of any class).
+    ``1.5 * epsilon`` scores of each class; here the raw ``tau`` is returned for every
+    sample, so one ranking covers the whole training set. Raw scores rank best across
+    classes because the poisoned class's top direction carries far more variance than a
+    clean class's; dividing by the class median (``normalize=True``) equalises the
+    classes instead, which lets the chi-square tail of clean classes out-rank the poison
+    (on the backdoor zoo: AUROC 0.68 normalised vs 0.91 raw on BadNets).
 
     Parameters
     ----------
     normalize : bool
-        Divide by the class median (True) or return the raw ``tau`` (False).
+        Divide by the class median (True) or return the raw ``tau`` (False, default).
 
     Attributes
     ----------
     means_, directions_ : (K, D) class centres and top singular directions.
-    scale_ : (K,) class medians of ``tau`` on the fitted data.
+    scale_ : (K,) class medians of ``tau`` on the fitted data (used when ``normalize``).
     scores_ : (N,) scores of the fitted (training) samples, the data-level output.
 
     Examples
@@ -79,7 +82,7 @@ class SpectralSignatures(Detector):
     >>> suspicious = detector.scores_.topk(100).indices
     """
 
-    def __init__(self, normalize: bool = True) -> None:
+    def __init__(self, normalize: bool = False) -> None:
         self.normalize = normalize
 
     def fit(self, classifier: Classifier, data: ImageDataset) -> SpectralSignatures:

@@ -33,14 +33,17 @@ class TriggerUnlearning(ParamsMixin):
     stamp_fraction : float in (0, 1)
         Share of each batch that carries the trigger.
     epochs : int
+    batch_size : int
+        Small batches give more updates from the small clean set a defender has.
     learning_rate : float
     seed : int
     """
 
-    def __init__(self, stamp_fraction: float = 0.2, epochs: int = 1, learning_rate: float = 1e-3,
-                 seed: int = 0) -> None:
+    def __init__(self, stamp_fraction: float = 0.2, epochs: int = 1, batch_size: int = 32,
+                 learning_rate: float = 1e-3, seed: int = 0) -> None:
         self.stamp_fraction = stamp_fraction
         self.epochs = epochs
+        self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.seed = seed
 
@@ -54,6 +57,7 @@ class TriggerUnlearning(ParamsMixin):
         owner = type(self).__name__
         fraction = check_fraction(self.stamp_fraction, "stamp_fraction", owner)
         check_positive(self.epochs, "epochs", owner, integer=True)
+        check_positive(self.batch_size, "batch_size", owner, integer=True)
         check_positive(self.learning_rate, "learning_rate", owner)
         shape = tuple(clean.image_shape)
         if tuple(mask.shape) != (1, *shape[1:]) or tuple(pattern.shape) != shape:
@@ -67,7 +71,8 @@ class TriggerUnlearning(ParamsMixin):
             return chosen * stamped + (1 - chosen) * x
 
         unlearned = copy.deepcopy(classifier)
-        train_classifier(unlearned, clean, epochs=self.epochs, learning_rate=self.learning_rate, augment=stamp,
+        train_classifier(unlearned, clean, epochs=self.epochs, batch_size=self.batch_size,
+                         learning_rate=self.learning_rate, augment=stamp,
                          weight_decay=0.0, seed=self.seed, progress=False)
         unlearned.module.train(classifier.module.training)
         return unlearned
