@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from mlsafety._validation import check_images
 from mlsafety.base import Perturbation
 from mlsafety.exceptions import parameter_error
 from mlsafety.robustness.corruptions.severity import RESOLUTIONS, severity_parameters
@@ -67,7 +66,7 @@ class Corruption(Perturbation):
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 classifier: Classifier | None = None) -> torch.Tensor:
-        check_images(x)
+        # ``__call__`` has validated ``x``; direct calls to ``perturb`` are trusted (no extra passes)
         self._validate_parameters()
         generator = self._generator(x.device)
         params = self.parameters_for(x.shape[-2], x.shape[-1])

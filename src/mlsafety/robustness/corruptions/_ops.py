@@ -80,10 +80,23 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "mirror") -> tor
     return correlate_fft(padded, kernel.to(x).expand(n, 1, kh, kw))[..., :h, :w]
 
 
+def fast_fft_size(minimum: int) -> int:
+    """The smallest 2^a 3^b 5^c >= ``minimum`` (FFT lengths with small prime factors are fast)."""
+    size = minimum
+    while True:
+        rest = size
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return size
+        size += 1
+
+
 def correlate_fft(padded: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Circular cross-correlation of (N, C, S, T) images with per-image (N, 1, kh, kw) kernels:
     ``out[y, x] = sum_{u, v} k[u, v] img[y + u, x + v]``; rows ``y < S - kh + 1`` never wrap."""
-    size = padded.shape[-2:]
+    size = tuple(fast_fft_size(s) for s in padded.shape[-2:])
     spectrum = torch.fft.rfft2(padded.float(), s=size)
     kernel_spectrum = torch.fft.rfft2(kernels.float(), s=size)
     return torch.fft.irfft2(spectrum * kernel_spectrum.conj(), s=size).to(padded.dtype)

@@ -7,8 +7,6 @@ procedural texture of matched colour statistics (see :func:`_ops.frost_texture`)
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -87,18 +85,23 @@ class Fog(Corruption):
         return (x + thickness * plasma) * peak / (peak + thickness)
 
 
-def _neighbour_min(values: torch.Tensor, step: float, diagonal: float) -> torch.Tensor:
-    """min over the 8-neighbourhood of ``values + edge cost`` (one chamfer propagation step)."""
-    padded = F.pad(values, (1, 1, 1, 1), value=float("inf"))
-    h, w = values.shape[-2:]
-    best = values
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy == 0 and dx == 0:
-                continue
-            cost = diagonal if dy and dx else step
-            best = torch.minimum(best, padded[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] + cost)
-    return best
+def _truncated_distance(seeds: torch.Tensor, limit: int) -> torch.Tensor:
+    """Distance (pixels) to the nearest ``True`` of ``seeds`` (N, 1, H, W), truncated at ``limit``.
+
+    Grown by alternating 3x3 square and cross dilations (the octagonal distance, within
+    about 8% of the Euclidean distance OpenCV's ``distanceTransform`` computes).
+    """
+    reached = seeds.float()
+    distance = torch.where(seeds, 0.0, float(limit))
+    for radius in range(1, limit):
+        if radius % 2:
+            grown = F.max_pool2d(reached, 3, stride=1, padding=1)
+        else:
+            grown = torch.maximum(F.max_pool2d(reached, (3, 1), stride=1, padding=(1, 0)),
+                                  F.max_pool2d(reached, (1, 3), stride=1, padding=(0, 1)))
+        distance = torch.where(grown > reached, float(radius), distance)
+        reached = grown
+    return distance
 
 
 def _equalize_opencv(values: torch.Tensor) -> torch.Tensor:
@@ -156,10 +159,7 @@ class Spatter(Corruption):
         # (replicated padding, so the image border is no edge)
         padded = F.pad(inside.float(), (1, 1, 1, 1), mode="replicate")
         edges = inside & (-F.max_pool2d(-padded, 3, stride=1) < 0.5)
-        distance = torch.where(edges, torch.zeros_like(liquid), torch.full_like(liquid, float("inf")))
-        for _ in range(21):
-            distance = _neighbour_min(distance, 1.0, math.sqrt(2))
-        distance = distance.clamp(max=20)
+        distance = _truncated_distance(edges, 20)
         distance = torch.floor(_box3(distance))
         distance = _equalize_opencv(distance)
         emboss = torch.tensor([[-2.0, -1, 0], [-1, 1, 1], [0, 1, 2]], device=x.device)
