@@ -146,6 +146,9 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "fidelity_corruptions.json"
+    if args.names != "all" and out.exists():  # a partial rerun replaces only its own rows
+        previous = json.loads(out.read_text())["rows"]
+        rows = [r for r in previous if r["corruption"] not in names] + rows
     out.write_text(json.dumps({"clean_accuracy_fashion": clean_accuracy, "tolerance": TOLERANCE,
                                "n": {k: len(v) for k, v in sets.items()}, "rows": rows}, indent=1))
     print(f"wrote {out}")
