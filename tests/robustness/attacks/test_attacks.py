@@ -111,12 +111,13 @@ def test_fab_projection_is_the_exact_minimum(norm) -> None:
                                               A_eq=[[*w[i].tolist(), 0]], b_eq=[float(c[i])],
                                               bounds=[*bounds, (0, None)])
             optimum = solution.fun
-        else:
-            solution = scipy_optimize.minimize(lambda d: (d ** 2).sum(), x0=[0.0] * 5, bounds=bounds,
-                                               constraints=[{"type": "eq", "fun": lambda d, i=i: d @ w[i].numpy()
-                                                             - float(c[i])}], method="SLSQP",
-                                               options={"ftol": 1e-14, "maxiter": 500})
-            optimum = float((solution.x ** 2).sum() ** 0.5)
+        else:  # convex: optimal iff KKT holds, i.e. d = clip(lambda * w, box) for one lambda
+            inside = (step[i].abs() > 1e-9) & (points[i] + step[i] > 1e-9) & (points[i] + step[i] < 1 - 1e-9)
+            assert bool(inside.any())
+            lam = float((step[i][inside] / w[i][inside])[0])
+            clipped = torch.minimum(torch.maximum(lam * w[i], -points[i]), 1 - points[i])
+            assert torch.allclose(step[i], clipped, atol=1e-9)
+            continue
         assert solution.success
         assert float(lp_norm(step[i:i + 1], norm)) == pytest.approx(optimum, rel=1e-5, abs=1e-8)
 
