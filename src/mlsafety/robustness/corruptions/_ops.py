@@ -221,14 +221,27 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor)
     steps = torch.arange(width, dtype=torch.float64, device=x.device)[None]
     dy = -torch.ceil(steps * torch.sin(radians)[:, None] - 0.5).long()  # (N, width)
     dx = -torch.ceil(steps * torch.cos(radians)[:, None] - 0.5).long()
-    n, _c, h, w = x.shape
+    n, c, h, w = x.shape
     # the published loop stops at the first shift that leaves the image
     alive = torch.cumprod(((dy.abs() < h) & (dx.abs() < w)).long(), 1).bool()
     if bool(alive.all()):
         # out[y, x] = sum_i k_i in[clamp(y - dy_i), clamp(x - dx_i)]: a correlation of the
-        # edge-padded image with a sparse per-image kernel, done by FFT
+        # edge-padded image with a sparse per-image kernel. Short streaks on small images:
+        # one gather per tap from the padded image; otherwise by FFT (cheaper per pixel then).
         p = width - 1
         padded = pad(x, p, p, p, p, "nearest")
+        side = fast_fft_size(max(h, w) + 2 * p)
+        if 1.3 * width * h * w < side * side * math.log2(side * side):
+            rows, cols = padded.shape[-2:]
+            flat = padded.reshape(n, c, rows * cols)
+            base = (torch.arange(h, device=x.device)[:, None] * cols
+                    + torch.arange(w, device=x.device)[None]).flatten()
+            shifts = (p - dy) * cols + (p - dx)  # (N, width)
+            out = torch.zeros(n, c, h * w, device=x.device, dtype=x.dtype)
+            for i in range(width):
+                index = (base[None] + shifts[:, i:i + 1]).unsqueeze(1).expand(n, c, h * w)
+                out = out + float(kernel[i]) * flat.gather(2, index)
+            return out.view(n, c, h, w)
         kernels = torch.zeros(n, 1, 2 * p + 1, 2 * p + 1, device=x.device, dtype=torch.float32)
         index = ((p - dy) * (2 * p + 1) + (p - dx))
         kernels.view(n, -1).scatter_add_(1, index, kernel.float().expand(n, width).contiguous())
