@@ -181,22 +181,27 @@ def pil_resize(x: torch.Tensor, height: int, width: int, kind: str) -> torch.Ten
     return rows @ x @ cols.T
 
 
-def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
+def clipped_zoom(x: torch.Tensor, zoom: float, trim: bool = True) -> torch.Tensor:
     """ImageNet-C's ``clipped_zoom``: crop the central ``ceil(size / zoom)`` pixels, enlarge them
-    by ``zoom`` with scipy's order-1 ``zoom`` (corner-aligned), and trim the centre back to size."""
+    by ``zoom`` with scipy's order-1 ``zoom`` (corner-aligned), and trim the centre back to size.
+
+    With ``trim=False`` the whole enlarged crop (about ``size`` pixels, sometimes a few more)
+    is returned, as the ``imagecorruptions`` package does before cropping the top-left corner.
+    """
     h, w = x.shape[-2:]
-    grids = []
+    grids, sizes = [], []
     for size in (h, w):
         crop = math.ceil(size / zoom)
         top = (size - crop) // 2
         zoomed = round(crop * zoom)
-        trim = (zoomed - size) // 2
-        out = torch.arange(size, dtype=torch.float64) + trim
+        first, count = ((zoomed - size) // 2, size) if trim else (0, zoomed)
+        out = torch.arange(count, dtype=torch.float64) + first
         # scipy zoom (grid_mode=False): output o samples input o * (crop - 1) / (zoomed - 1)
         source = out * (crop - 1) / max(zoomed - 1, 1) + top
         grids.append((2 * source + 1) / size - 1)  # to grid_sample coordinates (align_corners=False)
+        sizes.append(count)
     gy, gx = torch.meshgrid(grids[0], grids[1], indexing="ij")
-    grid = torch.stack([gx, gy], -1).to(x).unsqueeze(0).expand(len(x), h, w, 2)
+    grid = torch.stack([gx, gy], -1).to(x).unsqueeze(0).expand(len(x), sizes[0], sizes[1], 2)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

@@ -30,6 +30,8 @@ class Snow(Corruption):
     towards ``1.5 gray + 0.5`` with weight ``1 - blend``.
 
     Severity parameters ``(loc, scale, zoom, threshold, blur_radius, blur_sigma, blend)``.
+    The zoomed layer is blurred whole and its top-left corner kept, as in ``imagecorruptions``
+    (ImageNet-C trims the centre first; on small images that makes snow about a third fainter).
     Parameters as in :class:`Corruption`.
     """
 
@@ -37,10 +39,13 @@ class Snow(Corruption):
         loc, scale, zoom, threshold, radius, sigma, blend = params
         n, c, h, w = x.shape
         layer = torch.randn(n, 1, h, w, generator=generator, device=x.device) * scale + loc
-        layer = _ops.clipped_zoom(layer, float(zoom))
+        # as imagecorruptions: blur the whole zoomed layer, then keep its top-left corner (the
+        # layer's first row and column fall on the noise samples, which matters once the
+        # motion blur replicates the border)
+        layer = _ops.clipped_zoom(layer, float(zoom), trim=False)
         layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
         angle = torch.rand(n, generator=generator, device=x.device) * 90 - 135
-        layer = _ops.motion_blur(layer, int(radius), float(sigma), angle)
+        layer = _ops.motion_blur(layer, int(radius), float(sigma), angle)[..., :h, :w]
         layer = torch.round(layer * 255) / 255
         gray = _ops.to_gray(x) if c == 3 else x
         x = blend * x + (1 - blend) * torch.maximum(x, gray * 1.5 + 0.5)
