@@ -23,7 +23,7 @@ def test_backdoor_check_runs_and_reports_triggers(backdoored, digits_splits) -> 
     assert any("quick mode" in note for note in result.notes)
     # full mode adds the Spectral Signatures table on the training data
     full = BackdoorCheck().run(dataclasses.replace(
-        context, quick=False, options={"backdoor": {"neural_cleanse": {"steps": 20}}}))
+        context, quick=False, options={"backdoor": {"neural_cleanse": {"steps": 5, "n_samples": 100}}}))
     assert any(table.title.startswith("Spectral") for table in full.tables)
     assert result.verdict != "warn"
 
