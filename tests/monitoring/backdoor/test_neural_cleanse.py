@@ -62,7 +62,7 @@ def test_fine_pruning_copies_and_prunes(backdoored, badnets_attack, digits_split
 def test_unlearning_with_true_trigger_removes_backdoor(backdoored, badnets_attack, digits_splits) -> None:
     classifier, _, _ = backdoored
     mask, pattern = badnets_attack.trigger((1, 16, 16))
-    defence = TriggerUnlearning(epochs=3, batch_size=16)
+    defence = TriggerUnlearning(epochs=2, batch_size=16)
     unlearned = defence.apply(classifier, digits_splits["validation"], mask[0], pattern[0])
     after = backdoor_metrics(unlearned, badnets_attack, digits_splits["test"])
     assert after["attack_success_rate"] < 0.3
