@@ -24,7 +24,7 @@ def scan(
     data: Annotated[str | None, typer.Option(help="Clean data the model was meant for (default: Fashion-MNIST).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for report.html / report.json.")] = Path("mlsafety-backdoor"),
     architecture: Annotated[str | None, typer.Option(help="Architecture for weight-only checkpoints.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Neural Cleanse optimisation steps (default 120; 30 with --quick).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Neural Cleanse optimisation steps (default 120; 25 with --quick).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Few steps and small subsets (seconds, indicative only).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,

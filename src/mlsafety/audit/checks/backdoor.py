@@ -17,7 +17,7 @@ from mlsafety.monitoring.backdoor.strip import STRIP
 from mlsafety.registry import CHECKS
 
 # (quick, full) settings, chosen for the 15 s / 60 s budgets on the default model (2 CPU cores)
-NC_SETTINGS = {True: {"steps": 30, "batch_size": 8, "n_samples": 160},
+NC_SETTINGS = {True: {"steps": 25, "batch_size": 8, "n_samples": 128},
                False: {"steps": 120, "batch_size": 16, "n_samples": 1000}}
 STRIP_SETTINGS = {True: {"n_perturbations": 8, "n_overlays": 100, "n_inputs": 200},
                   False: {"n_perturbations": 20, "n_overlays": 200, "n_inputs": 500}}

@@ -185,7 +185,7 @@ class NeuralCleanse(ParamsMixin):
         self.patterns_ = best_pattern.cpu()
         self.l1_norms_ = self.masks_.flatten(1).sum(1)
         self.reached_ = (~missing).cpu()
-        self.success_ = self._success(classifier, pool[: min(200, pool.shape[0])])
+        self.success_ = self._success(classifier, pool[: min(100, pool.shape[0])])
         self.anomaly_indices_ = mad_anomaly_index(self.l1_norms_).float()
         self.anomaly_index_ = float(self.anomaly_indices_.max())
         flagged = torch.nonzero(self.anomaly_indices_ > self.threshold).flatten()
@@ -198,11 +198,12 @@ class NeuralCleanse(ParamsMixin):
 
     @torch.no_grad()
     def _success(self, classifier: Classifier, x: torch.Tensor) -> torch.Tensor:
-        rates = []
-        for k in range(self.masks_.shape[0]):
-            stamped = self.stamp(x, k)
-            rates.append(float((classifier.predict(stamped) == k).float().mean()))
-        return torch.tensor(rates)
+        """Share of ``x`` each class's trigger sends to its class, in one batched pass."""
+        n_classes = self.masks_.shape[0]
+        masks, patterns = self.masks_.to(x.device, x.dtype), self.patterns_.to(x.device, x.dtype)
+        stamped = ((1 - masks[:, None]) * x[None] + (masks * patterns)[:, None]).clamp(0, 1)
+        predictions = classifier.predict(stamped.flatten(0, 1)).view(n_classes, -1)
+        return (predictions == torch.arange(n_classes, device=predictions.device)[:, None]).float().mean(1).cpu()
 
     def stamp(self, x: torch.Tensor, target: int) -> torch.Tensor:
         """Apply the reversed trigger of class ``target`` to a batch (N, C, H, W)."""
