@@ -3,7 +3,8 @@ domain transfer and the Goodhart curve.
 
 Run (about 15-30 minutes on two busy CPU cores once the MiniLM embeddings are cached)::
 
-    python benchmarks/values.py            # writes benchmarks/results/values.json
+    python benchmarks/values.py                   # writes benchmarks/results/values.json
+    python benchmarks/values.py --long-goodhart   # 30 steps, writes values_goodhart_long.json
 
 Needs the VADER files (``mlsafety values fetch`` fetches them once).
 """
@@ -82,6 +83,25 @@ def main(quick: bool = False) -> dict:
     return out
 
 
+def long_goodhart(n_steps: int = 30) -> dict:
+    """A longer optimisation of the 300-pair proxy: does the gold judge ever fall?"""
+    torch.set_num_threads(1)
+    splits = vader_splits(seed=0)
+    encoder = MiniLMEncoder()
+    result = goodhart_experiment(splits, encoder, encoder.encode(splits.train.texts), lexicon=load_lexicon(),
+                                 n_texts=8, n_steps=n_steps, n_candidates=24, n_proxy_pairs=300, n_members=3, seed=1)
+    out = {name: {s: np.round(v, 3).tolist() for s, v in t.standardized(result["summary"][name]["scales"]).items()}
+           for name, t in result["traces"].items()}
+    out["examples"] = {k: list(zip(result["starts"][:4], t.texts[-1][:4])) for k, t in result["traces"].items()}
+    path = RESULTS.with_name("values_goodhart_long.json")
+    path.write_text(json.dumps(out, indent=1))
+    print(json.dumps({k: v for k, v in out.items() if k != "examples"}), flush=True)
+    return out
+
+
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
-    print("wrote", RESULTS, np.__name__)
+    if "--long-goodhart" in sys.argv:
+        long_goodhart()
+    else:
+        main(quick="--quick" in sys.argv)
+    print("done", np.__name__)

@@ -27,6 +27,7 @@ from mlsafety.alignment.values.metrics import evaluate_pairs, pair_calibration, 
 from mlsafety.alignment.values.pairs import Pairs, build_pairs
 from mlsafety.alignment.values.utility import UtilityModel
 from mlsafety.alignment.values.vader import RatedTexts, load_vader
+from mlsafety.exceptions import InvalidInputError
 
 
 @dataclass
@@ -56,10 +57,10 @@ def fit_utility(embeddings: torch.Tensor, pairs: Pairs | None = None, ratings: n
     model = UtilityModel(encoder=encoder, **params)
     if loss == "regression":
         if ratings is None:
-            raise ValueError("regression needs ratings")
+            raise InvalidInputError("loss='regression' needs `ratings`; pass one rating per text of the pool.")
         return model.fit_ratings(embeddings, ratings)
     if pairs is None:
-        raise ValueError("bradley_terry needs pairs")
+        raise InvalidInputError("loss='bradley_terry' needs `pairs`; build them with build_pairs(rated_texts).")
     return model.fit_pairs(embeddings[pairs.better], embeddings[pairs.worse])
 
 
