@@ -97,3 +97,10 @@ def test_pairs_file_training_and_one_line_errors(vader_env) -> None:
         assert result.exit_code == 2, (args, result.output)
         lines = [line for line in result.output.strip().splitlines() if line.strip()]
         assert len(lines) == 1 and message in lines[0], (args, result.output)
+
+
+def test_missing_vader_data_says_how_to_fetch(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MLSAFETY_VADER", str(tmp_path / "none"))
+    result = runner.invoke(app, ["values", "train", "--encoder", "hashing", "--out", str(tmp_path / "u.safetensors")])
+    assert result.exit_code == 2
+    assert "mlsafety values fetch" in result.output and len(result.output.strip().splitlines()) == 1
