@@ -183,13 +183,14 @@ def main() -> None:
     parser.add_argument("--apgd-steps", type=int, default=20)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--models", default="")
+    parser.add_argument("--out", default="", help="result file name (default: attacks_<part>.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     result = {"throughput": throughput, "reference": reference, "reference_digits": reference_digits,
               "l2": l2}[args.part](args)
     RESULTS.mkdir(exist_ok=True)
     suffix = f"_eps{args.epsilon:g}_{args.precision}" if args.part == "throughput" else ""
-    path = RESULTS / f"attacks_{args.part}{suffix}.json"
+    path = RESULTS / (args.out or f"attacks_{args.part}{suffix}.json")
     path.write_text(json.dumps(result, indent=2))
     print("wrote", path)
 

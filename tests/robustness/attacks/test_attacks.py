@@ -14,9 +14,9 @@ from mlsafety.robustness.attacks.fab import project_onto_hyperplane_box
 
 FAST = {
     "fgsm": {}, "pgd": {"n_steps": 10}, "apgd": {"n_steps": 20}, "apgd_t": {"n_steps": 10, "n_target_classes": 3},
-    "fab": {"n_steps": 10, "n_target_classes": 2}, "square": {"n_queries": 100},
-    "cw": {"n_steps": 20, "binary_search_steps": 2, "norm": "L2"},
-    "autoattack": {"n_steps": 10, "n_queries": 50, "n_target_classes": 2},
+    "fab": {"n_steps": 5, "n_target_classes": 2}, "square": {"n_queries": 30},
+    "cw": {"n_steps": 10, "binary_search_steps": 2, "norm": "L2"},
+    "autoattack": {"n_steps": 5, "n_queries": 20, "n_target_classes": 2},
 }
 
 
@@ -83,10 +83,10 @@ def test_apgd_checkpoints_match_the_paper() -> None:
 
 
 def test_targeted_apgd_and_fab_are_at_least_as_strong_as_apgd_ce_alone(tiny_classifier, batch) -> None:
-    x, y = batch
-    ce = evaluate_attack(APGD(epsilon=0.05, n_steps=20), x, y, tiny_classifier)
-    targeted = evaluate_attack(APGDT(epsilon=0.05, n_steps=20, n_target_classes=3), x, y, tiny_classifier)
-    fab = evaluate_attack(FAB(epsilon=0.05, n_steps=20, n_target_classes=3), x, y, tiny_classifier)
+    x, y = batch[0][:32], batch[1][:32]
+    ce = evaluate_attack(APGD(epsilon=0.05, n_steps=10), x, y, tiny_classifier)
+    targeted = evaluate_attack(APGDT(epsilon=0.05, n_steps=10, n_target_classes=2), x, y, tiny_classifier)
+    fab = evaluate_attack(FAB(epsilon=0.05, n_steps=10, n_target_classes=2), x, y, tiny_classifier)
     assert targeted.robust_accuracy < ce.clean_accuracy and fab.robust_accuracy < ce.clean_accuracy
 
 
@@ -123,19 +123,19 @@ def test_fab_projection_is_the_exact_minimum(norm) -> None:
 
 
 def test_fab_unbounded_finds_small_adversarial_examples(tiny_classifier, batch) -> None:
-    x, y = batch[0][:16], batch[1][:16]
-    adv = FAB(epsilon=None, n_steps=30, targeted=False)(x, y, tiny_classifier)
+    x, y = batch[0][:8], batch[1][:8]
+    adv = FAB(epsilon=None, n_steps=15, targeted=False)(x, y, tiny_classifier)
     changed = (adv != x).flatten(1).any(1)
     assert changed.float().mean() > 0.8
     assert bool((tiny_classifier.predict(adv[changed]) != y[changed]).all())
 
 
 def test_cw_finds_adversarial_examples_with_small_l2(tiny_classifier, batch) -> None:
-    x, y = batch[0][:16], batch[1][:16]
-    adv = CW(n_steps=50, binary_search_steps=3, step_size=0.05)(x, y, tiny_classifier)
+    x, y = batch[0][:8], batch[1][:8]
+    adv = CW(n_steps=30, binary_search_steps=2, step_size=0.05)(x, y, tiny_classifier)
     fooled = tiny_classifier.predict(adv) != y
     assert fooled.float().mean() > 0.8
-    apgd = APGD(epsilon=float(lp_norm(adv - x, "L2")[fooled].max()) * 1.01, norm="L2", n_steps=20)
+    apgd = APGD(epsilon=float(lp_norm(adv - x, "L2")[fooled].max()) * 1.01, norm="L2", n_steps=10)
     assert evaluate_attack(apgd, x, y, tiny_classifier).robust_accuracy <= 0.25
 
 
@@ -147,7 +147,7 @@ def test_square_is_black_box_and_runs_without_gradients(tiny_classifier, batch) 
 
     black_box = Classifier(scripted, class_names=tiny_classifier.class_names, input_shape=(1, 16, 16))
     with torch.no_grad():
-        result = evaluate_attack(Square(epsilon=0.1, n_queries=300), x, y, black_box)
+        result = evaluate_attack(Square(epsilon=0.1, n_queries=150), x, y, black_box)
     assert result.robust_accuracy < result.clean_accuracy - 0.3
 
 

@@ -17,7 +17,7 @@ def test_robust_accuracy_within_half_a_point_of_reference_autoattack(tiny_classi
     reference = pytest.importorskip("pyautoattack")
     test = digits_splits["test"]
     x, y = test.images[:200], test.labels[:200]
-    epsilon, steps, targets = 0.03, 20, 3
+    epsilon, steps, targets = 0.03, 10, 2
     ref = reference.AutoAttack(_module(tiny_classifier), attacks=["apgd-ce", "apgd-t"], eps=epsilon, norm="Linf",
                                version="custom", seed=0)
     ref.verbose = False

@@ -82,7 +82,8 @@ class AdversarialCheck(Check):
     perturbation, and the sanity checks of Carlini et al. (2019).
 
     Options (``{"adversarial": {...}}``): ``epsilon`` (default 0.1 for grayscale, 8/255 for
-    colour images), ``norm`` ("Linf" or "L2"), ``n_samples``.
+    colour images), ``norm`` ("Linf" or "L2"), ``n_samples``, ``n_queries`` (Square queries of
+    the black-box sanity check; 300 quick, 1,000 full).
     Verdict: ``warn`` if a sanity check fails; ``fail`` if robust accuracy is below half the
     clean accuracy; ``pass`` otherwise.
     """
@@ -154,7 +155,7 @@ class AdversarialCheck(Check):
             from mlsafety.robustness.attacks.evaluation import evaluate_attack
             from mlsafety.robustness.attacks.square import Square
 
-            queries = 300 if context.quick else 1000
+            queries = int(context.option(self.name, "n_queries", 300 if context.quick else 1000))
             ids = survivors.nonzero().squeeze(1)
             black = evaluate_attack(Square(epsilon=epsilon, norm=norm, n_queries=queries, seed=seed),
                                     x[ids], y[ids], classifier)
