@@ -69,14 +69,19 @@ def filter_separable(x: torch.Tensor, kernel_rows: torch.Tensor, kernel_cols: to
 def filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "mirror") -> torch.Tensor:
     """Correlate every channel with a 2-D kernel (OpenCV ``filter2D``: border mirror by default).
 
-    Small kernels use a convolution; larger ones the FFT of the border-padded image.
+    Small kernels as a sum of shifted slices; larger ones by the FFT of the border-padded image.
     """
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     kh, kw = kernel.shape
     padded = pad(x, kh // 2, kh - 1 - kh // 2, kw // 2, kw - 1 - kw // 2, mode)
     if kh * kw <= 49:
-        flat = padded.reshape(n * c, 1, *padded.shape[-2:])
-        return F.conv2d(flat, kernel.to(x).view(1, 1, kh, kw)).reshape(n, c, h, w)
+        # a sum of shifted slices: faster on CPU than a one-channel convolution
+        out = torch.zeros_like(x)
+        for (i, j), weight in zip(torch.cartesian_prod(torch.arange(kh), torch.arange(kw)).tolist(),
+                                  kernel.flatten().tolist()):
+            if weight:
+                out = out + weight * padded[..., i:i + h, j:j + w]
+        return out
     return correlate_fft(padded, kernel.to(x).expand(n, 1, kh, kw))[..., :h, :w]
 
 

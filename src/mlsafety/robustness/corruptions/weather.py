@@ -98,12 +98,19 @@ def _truncated_distance(seeds: torch.Tensor, limit: int) -> torch.Tensor:
     """
     reached = seeds.float()
     distance = torch.where(seeds, 0.0, float(limit))
+    h, w = reached.shape[-2:]
+
+    def vertical(v: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(v, (0, 0, 1, 1))
+        return torch.maximum(torch.maximum(padded[..., :h, :], padded[..., 1:h + 1, :]), padded[..., 2:, :])
+
+    def horizontal(v: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(v, (1, 1, 0, 0))
+        return torch.maximum(torch.maximum(padded[..., :w], padded[..., 1:w + 1]), padded[..., 2:])
+
     for radius in range(1, limit):
-        if radius % 2:
-            grown = F.max_pool2d(reached, 3, stride=1, padding=1)
-        else:
-            grown = torch.maximum(F.max_pool2d(reached, (3, 1), stride=1, padding=(1, 0)),
-                                  F.max_pool2d(reached, (1, 3), stride=1, padding=(0, 1)))
+        # shifted-slice maxima (faster on CPU than max_pool2d)
+        grown = horizontal(vertical(reached)) if radius % 2 else torch.maximum(vertical(reached), horizontal(reached))
         distance = torch.where(grown > reached, float(radius), distance)
         reached = grown
     return distance
