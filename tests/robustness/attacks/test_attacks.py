@@ -147,7 +147,7 @@ def test_square_is_black_box_and_runs_without_gradients(tiny_classifier, batch) 
 
     black_box = Classifier(scripted, class_names=tiny_classifier.class_names, input_shape=(1, 16, 16))
     with torch.no_grad():
-        result = evaluate_attack(Square(epsilon=0.1, n_queries=150), x, y, black_box)
+        result = evaluate_attack(Square(epsilon=0.1, n_queries=100), x, y, black_box)
     assert result.robust_accuracy < result.clean_accuracy - 0.3
 
 

@@ -20,8 +20,8 @@ def _failed(findings) -> set[str]:
 
 
 def test_sanity_checks_fire_on_a_gradient_masked_model(masked_classifier, batch) -> None:
-    x, y = batch[0][:32], batch[1][:32]
-    findings = run_sanity_checks(masked_classifier, x, y, epsilon=0.1, n_queries=100)
+    x, y = batch[0][:16], batch[1][:16]
+    findings = run_sanity_checks(masked_classifier, x, y, epsilon=0.1, n_queries=60)
     failed = _failed(findings)
     assert {"gradients", "large_epsilon", "black_box_not_stronger"} <= failed
     for finding in findings:
