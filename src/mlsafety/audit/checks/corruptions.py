@@ -69,7 +69,7 @@ class CorruptionsCheck(Check):
     per corruption and severity, with a heatmap, accuracy-vs-severity curves and the worst
     corruptions called out.
 
-    Quick mode evaluates 300 images at severities 1, 3 and 5; the full audit 1,000 images at
+    Quick mode evaluates 200 images at severities 1, 3 and 5; the full audit 1,000 images at
     all five severities. Options (``options["corruptions"]``): ``severities``, ``n_images``,
     ``max_relative_drop`` (default 0.5: warn when some corruption's mean accuracy falls below
     half the clean accuracy), ``baseline_errors`` (corruption -> errors per severity of a
@@ -99,7 +99,7 @@ class CorruptionsCheck(Check):
 
         default_severities = (1, 3, 5) if context.quick else (1, 2, 3, 4, 5)
         severities = [int(s) for s in context.option(self.name, "severities", default_severities)]
-        n_images = int(context.option(self.name, "n_images", 300 if context.quick else 1000))
+        n_images = int(context.option(self.name, "n_images", 200 if context.quick else 1000))
         max_drop = float(context.option(self.name, "max_relative_drop", 0.5))
         data = context.data.head(n_images, seed=context.seed)
         names = corruption_names("benchmark")
