@@ -83,7 +83,7 @@ class MotionBlur(Corruption):
     """Camera-shake blur: a one-sided Gaussian streak of ``2 radius + 1`` taps (width
     ``sigma``) at an angle uniform in [-45, 45] degrees per image, reimplementing
     ImageMagick's motion blur that ImageNet-C calls through Wand. Severity parameters
-    ``(radius, sigma)``: ImageNet (10, 3)-(20, 15), CIFAR (10, 1)-(12, 3). Parameters as in
+    ``(radius, sigma)``: ImageNet (10, 3)-(20, 15), CIFAR (6, 1)-(9, 2.5). Parameters as in
     :class:`Corruption`."""
 
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
