@@ -81,3 +81,12 @@ def test_default_model_accuracy(default_classifier, fashion_small) -> None:
 
     assert default_classifier.input_shape == (1, 28, 28)
     assert accuracy(default_classifier, fashion_small["test"]) > 0.88
+
+
+def test_training_with_very_few_steps(digits_splits) -> None:
+    from mlsafety.models import train_classifier
+
+    module = build_architecture("small_cnn", width=4).eval()
+    classifier = Classifier(module, input_shape=(1, 16, 16))
+    history = train_classifier(classifier, digits_splits["train"].head(20), epochs=1, batch_size=8, progress=False)
+    assert len(history.train_loss) == 1 and history.train_loss[0] > 0

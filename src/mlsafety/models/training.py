@@ -77,9 +77,13 @@ def train_classifier(
         classifier.normalize.to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=learning_rate, weight_decay=weight_decay)
     steps_per_epoch = (len(train) + batch_size - 1) // batch_size
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=learning_rate, total_steps=epochs * steps_per_epoch, pct_start=0.25
-    )
+    total_steps = epochs * steps_per_epoch
+    if total_steps >= 8:
+        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=learning_rate, total_steps=total_steps, pct_start=0.25
+        )
+    else:  # a one-cycle schedule needs a few steps to warm up and anneal; keep the rate constant
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     history = TrainingHistory()
     start = time.perf_counter()
     with Progress(disable=not progress, transient=True) as bar:
