@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -90,8 +92,10 @@ def test_bad_input_gets_one_line_errors() -> None:
         auroc(np.zeros((3, 3)), [1.0])
 
 
-def _install_torchvision_shim() -> None:
+@contextlib.contextmanager
+def _torchvision_shim() -> Iterator[None]:
     if "torchvision" in sys.modules:
+        yield
         return
 
     class _Stub(types.ModuleType):
@@ -111,12 +115,19 @@ def _install_torchvision_shim() -> None:
     for name in names[1:]:
         parent, _, child = name.rpartition(".")
         setattr(sys.modules[parent], child, sys.modules[name])
+    try:
+        yield
+    finally:
+        # remove the stand-ins once pytorch-ood holds its references: left in sys.modules they
+        # break other libraries that probe for torchvision (transformers, torchmetrics)
+        for name in names:
+            sys.modules.pop(name, None)
 
 
 def test_pytorch_ood_counts_ood_as_positive_for_fpr95() -> None:
     """pytorch-ood's FPR@95 equals ours with positive="ood" (and differs from "in" here)."""
-    _install_torchvision_shim()
-    functional = pytest.importorskip("pytorch_ood.metrics.functional")
+    with _torchvision_shim():
+        functional = pytest.importorskip("pytorch_ood.metrics.functional")
     scores = torch.tensor(np.r_[SCORES_IN, SCORES_OUT])
     labels = torch.tensor(np.r_[np.zeros(400), -np.ones(300)]).long()  # pytorch-ood: OOD labels < 0
     theirs = float(functional.fpr_at_tpr(scores, labels, 0.95))

@@ -2,41 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 
 from mlsafety.data import ImageDataset
 from mlsafety.data.ood import PHOTO_GROUPS, digits_ood, photo_patches, uniform_noise
 from mlsafety.models import Classifier
 from mlsafety.monitoring.ood.tuning import FeatureSet
-
-
-def install_torchvision_shim() -> None:
-    """pytorch-ood imports torchvision at import time (for its model zoo and data sets only).
-    torchvision breaks the CPU torch build here, so the tests give it empty stand-in modules;
-    the detectors compared never touch them."""
-    if "torchvision" in sys.modules:
-        return
-
-    class _Stub(types.ModuleType):
-        def __getattr__(self, name: str) -> type:
-            if name.startswith("__"):
-                raise AttributeError(name)
-            stub = type(name, (), {"__init__": lambda self, *args, **kwargs: None})
-            setattr(self, name, stub)
-            return stub
-
-    names = ["torchvision", "torchvision.transforms", "torchvision.transforms.functional",
-             "torchvision.datasets", "torchvision.datasets.utils", "torchvision.models", "torchvision.models.resnet"]
-    for name in names:
-        module = _Stub(name)
-        module.__path__ = []  # type: ignore[attr-defined]
-        sys.modules[name] = module
-    for name in names[1:]:
-        parent, _, child = name.rpartition(".")
-        setattr(sys.modules[parent], child, sys.modules[name])
 
 
 @pytest.fixture(scope="session")
