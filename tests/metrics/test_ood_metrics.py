@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
-import types
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -90,47 +85,3 @@ def test_bad_input_gets_one_line_errors() -> None:
         fpr_at_95_tpr([0.0], [1.0], positive="id")
     with pytest.raises(ShapeError, match="1-D"):
         auroc(np.zeros((3, 3)), [1.0])
-
-
-@contextlib.contextmanager
-def _torchvision_shim() -> Iterator[None]:
-    if "torchvision" in sys.modules:
-        yield
-        return
-
-    class _Stub(types.ModuleType):
-        def __getattr__(self, name: str) -> type:
-            if name.startswith("__"):
-                raise AttributeError(name)
-            stub = type(name, (), {"__init__": lambda self, *args, **kwargs: None})
-            setattr(self, name, stub)
-            return stub
-
-    names = ["torchvision", "torchvision.transforms", "torchvision.transforms.functional",
-             "torchvision.datasets", "torchvision.datasets.utils", "torchvision.models", "torchvision.models.resnet"]
-    for name in names:
-        module = _Stub(name)
-        module.__path__ = []  # type: ignore[attr-defined]
-        sys.modules[name] = module
-    for name in names[1:]:
-        parent, _, child = name.rpartition(".")
-        setattr(sys.modules[parent], child, sys.modules[name])
-    try:
-        yield
-    finally:
-        # remove the stand-ins once pytorch-ood holds its references: left in sys.modules they
-        # break other libraries that probe for torchvision (transformers, torchmetrics)
-        for name in names:
-            sys.modules.pop(name, None)
-
-
-def test_pytorch_ood_counts_ood_as_positive_for_fpr95() -> None:
-    """pytorch-ood's FPR@95 equals ours with positive="ood" (and differs from "in" here)."""
-    with _torchvision_shim():
-        functional = pytest.importorskip("pytorch_ood.metrics.functional")
-    scores = torch.tensor(np.r_[SCORES_IN, SCORES_OUT])
-    labels = torch.tensor(np.r_[np.zeros(400), -np.ones(300)]).long()  # pytorch-ood: OOD labels < 0
-    theirs = float(functional.fpr_at_tpr(scores, labels, 0.95))
-    assert theirs == pytest.approx(fpr_at_95_tpr(SCORES_IN, SCORES_OUT, positive="ood"), abs=1e-9)
-    assert theirs != pytest.approx(fpr_at_95_tpr(SCORES_IN, SCORES_OUT, positive="in"), abs=1e-3)
-    assert float(functional.auroc(scores, labels)) == pytest.approx(auroc(SCORES_IN, SCORES_OUT), abs=1e-9)

@@ -12,7 +12,7 @@ import torch
 from _pytorch_ood_shim import torchvision_shim
 from scipy.stats import spearmanr
 
-from mlsafety.metrics.ood import auroc
+from mlsafety.metrics.ood import auroc, fpr_at_95_tpr
 from mlsafety.monitoring.ood import (
     ASH,
     GEN,
@@ -32,6 +32,7 @@ from mlsafety.monitoring.ood import (
 
 with torchvision_shim():
     pod = pytest.importorskip("pytorch_ood.detector")
+    pod_metrics = pytest.importorskip("pytorch_ood.metrics.functional")
 
 TOLERANCE = 0.005
 # pytorch-ood clamps GEN's probabilities to [1e-7, 1 - 1e-7]; the paper (and mlsafety's
@@ -121,3 +122,15 @@ def test_odin_agrees_with_pytorch_ood(default_classifier, fashion_small, ood_set
     ours_in, ours_out = ours.score(x_in), ours.score(x_out)
     assert np.allclose(ours_in.numpy(), theirs_in.double().numpy(), atol=1e-6)
     assert abs(auroc(ours_in, ours_out) - auroc(theirs_in, theirs_out)) <= TOLERANCE
+
+
+def test_pytorch_ood_counts_ood_as_positive_for_fpr95() -> None:
+    """pytorch-ood's FPR@95 equals ours with positive="ood" (and differs from "in" here)."""
+    rng = np.random.default_rng(0)
+    scores_in, scores_out = rng.normal(0.0, 1.0, 400), rng.normal(1.5, 1.0, 300)
+    scores = torch.tensor(np.r_[scores_in, scores_out])
+    labels = torch.tensor(np.r_[np.zeros(400), -np.ones(300)]).long()  # pytorch-ood: OOD labels < 0
+    theirs = float(pod_metrics.fpr_at_tpr(scores, labels, 0.95))
+    assert theirs == pytest.approx(fpr_at_95_tpr(scores_in, scores_out, positive="ood"), abs=1e-9)
+    assert theirs != pytest.approx(fpr_at_95_tpr(scores_in, scores_out, positive="in"), abs=1e-3)
+    assert float(pod_metrics.auroc(scores, labels)) == pytest.approx(auroc(scores_in, scores_out), abs=1e-9)

@@ -54,13 +54,7 @@ class Calibrator(ParamsMixin, ABC):
 
     def transform(self, logits: Any) -> torch.Tensor:
         """Calibrated probabilities (N, K), rows summing to one, on the device of ``logits``."""
-        check_is_fitted(self, "n_classes_")
-        logits = self._check_logits(logits)
-        if logits.shape[1] != self.n_classes_:
-            raise ShapeError(
-                f"`logits` have {logits.shape[1]} columns but {type(self).__name__} was fitted on "
-                f"{self.n_classes_} classes; refit on logits of this model."
-            )
+        logits = self._check_fitted_logits(logits)
         return self._transform(logits).to(logits.dtype)
 
     def fit_transform(self, logits: Any, labels: Any) -> torch.Tensor:
@@ -72,6 +66,17 @@ class Calibrator(ParamsMixin, ABC):
             raise ShapeError(
                 f"`logits` must have at least 2 columns (classes); got {logits.shape[1]}. For a binary "
                 "model with one logit z, pass torch.cat([torch.zeros_like(z), z], 1)."
+            )
+        return logits
+
+    def _check_fitted_logits(self, logits: Any) -> torch.Tensor:
+        """Validated logits whose width matches the classes seen in ``fit``."""
+        check_is_fitted(self, "n_classes_")
+        logits = self._check_logits(logits)
+        if logits.shape[1] != self.n_classes_:
+            raise ShapeError(
+                f"`logits` have {logits.shape[1]} columns but {type(self).__name__} was fitted on "
+                f"{self.n_classes_} classes; refit on logits of this model."
             )
         return logits
 
@@ -89,14 +94,7 @@ class LogitScalingCalibrator(Calibrator):
 
     def calibrated_logits(self, logits: Any) -> torch.Tensor:
         """Calibrated logits (N, K), float64; their softmax is :meth:`transform`."""
-        check_is_fitted(self, "n_classes_")
-        logits = self._check_logits(logits)
-        if logits.shape[1] != self.n_classes_:
-            raise ShapeError(
-                f"`logits` have {logits.shape[1]} columns but {type(self).__name__} was fitted on "
-                f"{self.n_classes_} classes; refit on logits of this model."
-            )
-        return self._calibrated_logits(logits.double())
+        return self._calibrated_logits(self._check_fitted_logits(logits).double())
 
     @abstractmethod
     def _calibrated_logits(self, logits: torch.Tensor) -> torch.Tensor:
