@@ -6,6 +6,7 @@ message names the offending argument, says what is wrong, and says how to fix it
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -56,9 +57,11 @@ def check_images(x: Any, name: str = "x", *, allow_empty: bool = False) -> torch
         )
     if x.numel() == 0:
         return x
-    if not bool(torch.isfinite(x).all()):
+    # one pass: min and max propagate NaN, and an infinity is an extreme (isfinite().all()
+    # costs ten times as much on the CPU, which matters for cheap perturbations of big images)
+    low, high = (float(v) for v in torch.aminmax(x))
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise InvalidInputError(f"`{name}` contains NaN or infinite values; clean the input.")
-    low, high = float(x.min()), float(x.max())
     if high > 1.0 + 1e-6:
         hint = " It looks like a [0, 255] image: divide by 255." if high > 2.0 else ""
         raise InvalidInputError(
