@@ -70,8 +70,12 @@ class Corruption(Perturbation):
         self._validate_parameters()
         generator = self._generator(x.device)
         params = self.parameters_for(x.shape[-2], x.shape[-1])
-        out = self._corrupt(x.float(), params, generator)
-        return out.clamp(0, 1).to(x.dtype)
+        source = x.float()
+        out = self._corrupt(source, params, generator)
+        if out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr():
+            out = out.clone()  # never clamp the caller's tensor in place
+        # in place: a fresh full-size tensor costs page faults on the CPU
+        return out.clamp_(0, 1).to(x.dtype)
 
     def _corrupt(self, x: torch.Tensor, params: Any, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

@@ -45,25 +45,67 @@ def boundary_index(index: torch.Tensor, size: int, mode: str) -> torch.Tensor:
 
 
 def pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> torch.Tensor:
-    """Pad the last two dimensions by gathering with :func:`boundary_index` (any pad width)."""
+    """Pad the last two dimensions with a :func:`boundary_index` border mode (any pad width).
+
+    The centre is copied once and only the border rows and columns are gathered (gathering
+    the whole padded image costs ten times as much on the CPU).
+    """
+    if not (top or bottom or left or right):
+        return x
     h, w = x.shape[-2:]
-    rows = boundary_index(torch.arange(-top, h + bottom, device=x.device), h, mode)
-    cols = boundary_index(torch.arange(-left, w + right, device=x.device), w, mode)
-    return x.index_select(-2, rows).index_select(-1, cols)
+    out = x.new_empty(*x.shape[:-2], h + top + bottom, w + left + right)
+    out[..., top:top + h, left:left + w] = x
+    if top:
+        out[..., :top, left:left + w] = x.index_select(-2, _border_index(-top, 0, h, mode, x.device))
+    if bottom:
+        out[..., top + h:, left:left + w] = x.index_select(-2, _border_index(h, h + bottom, h, mode, x.device))
+    if left:
+        out[..., :left] = out.index_select(-1, left + _border_index(-left, 0, w, mode, x.device))
+    if right:
+        out[..., left + w:] = out.index_select(-1, left + _border_index(w, w + right, w, mode, x.device))
+    return out
+
+
+def _border_index(start: int, stop: int, size: int, mode: str, device: torch.device) -> torch.Tensor:
+    return boundary_index(torch.arange(start, stop, device=device), size, mode)
+
+
+def correlate1d(x: torch.Tensor, kernel: tuple[float, ...], dim: int, mode: str) -> torch.Tensor:
+    """Correlate along ``dim`` (-1 or -2) as a sum of shifted slices of the padded input,
+    accumulated in place (``out[i] = sum_j k_j in[i + j - len(k) // 2]``, scipy's centring)."""
+    radius = len(kernel) // 2
+    size = x.shape[dim]
+    after = len(kernel) - 1 - radius
+    padded = pad(x, radius, after, 0, 0, mode) if dim == -2 else pad(x, 0, 0, radius, after, mode)
+    out = padded.narrow(dim, 0, size) * kernel[0]
+    for offset, weight in enumerate(kernel[1:], start=1):
+        if weight:
+            out.add_(padded.narrow(dim, offset, size), alpha=weight)
+    return out
 
 
 def filter_separable(x: torch.Tensor, kernel_rows: torch.Tensor, kernel_cols: torch.Tensor,
                      mode: str) -> torch.Tensor:
     """Correlate every channel with ``kernel_rows`` along H and ``kernel_cols`` along W.
 
-    Computed as ``A @ x @ B.T`` with the banded (H, H) and (W, W) filter matrices that fold
-    the border mode in (:func:`filter_matrix`): two large matrix products, faster on CPU than
-    depthwise convolutions and exact for kernels longer than the image.
+    Per axis, a short kernel runs as a sum of shifted slices (:func:`correlate1d`) and a long
+    one as a product with the banded filter matrix that folds the border mode in
+    (:func:`filter_matrix`; exact for kernels longer than the image). On the CPU the slices
+    win below about a fifth of the side (measured: 224 px, 9 taps 5x; 32 px, 25 taps 0.2x).
     """
-    h, w = x.shape[-2:]
-    rows = _cached_filter_matrix(tuple(kernel_rows.double().cpu().tolist()), h, mode).to(x)
-    cols = _cached_filter_matrix(tuple(kernel_cols.double().cpu().tolist()), w, mode).to(x)
-    return rows @ x @ cols.T
+    return _filter_axis(_filter_axis(x, kernel_rows, -2, mode), kernel_cols, -1, mode)
+
+
+def _filter_axis(x: torch.Tensor, kernel: torch.Tensor, dim: int, mode: str) -> torch.Tensor:
+    size = x.shape[dim]
+    taps = tuple(kernel.double().cpu().tolist())
+    if len(taps) <= SLICE_FILTER_FRACTION * size:
+        return correlate1d(x, taps, dim, mode)
+    matrix = _cached_filter_matrix(taps, size, mode).to(x)
+    return matrix @ x if dim == -2 else x @ matrix.T
+
+
+SLICE_FILTER_FRACTION = 0.2
 
 
 def filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "mirror") -> torch.Tensor:
