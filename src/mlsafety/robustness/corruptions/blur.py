@@ -25,16 +25,42 @@ class DefocusBlur(Corruption):
         return _ops.filter2d(x, _ops.disk_kernel(float(radius), float(alias_blur)), "mirror")
 
 
+def glass_offsets(n: int, count: int, max_delta: int, generator: torch.Generator,
+                  device: torch.device | str) -> torch.Tensor:
+    """The displacements ``(dx, dy)`` of one shuffling pass, shape (n, count, 2), int16, each
+    uniform on the integers of ``[-max_delta, max_delta)`` (the published ``np.random.randint``
+    range).
+
+    The generator's cost is per draw, so each 64-bit draw is cut into four 16-bit fields
+    (reinterpreted, not shifted): their low bits are exactly uniform when ``2 max_delta`` is a
+    power of two; other spans use ``floor(field * span / 2^32)`` of 32-bit fields, biased by
+    under ``span / 2^32``.
+    """
+    span = 2 * int(max_delta)
+    total = n * count * 2
+    if span & (span - 1) == 0:
+        draws = torch.randint(-(2**63), 2**63 - 1, (-(-total // 4),), generator=generator, device=device,
+                              dtype=torch.int64)
+        values = draws.view(torch.int16)[:total] & (span - 1)
+    else:
+        draws = torch.randint(-(2**63), 2**63 - 1, (-(-total // 2),), generator=generator, device=device,
+                              dtype=torch.int64)
+        fields = draws.view(torch.int32)[:total].long() & 0xFFFFFFFF
+        values = ((fields * span) >> 32).short()
+    return (values - int(max_delta)).view(n, count, 2)
+
+
 def glass_shuffle(x: torch.Tensor, max_delta: int, iterations: int, generator: torch.Generator) -> torch.Tensor:
     """ImageNet-C's local pixel shuffle, batched and exact.
 
     The published loop visits ``(h, w)`` from the bottom-right corner backwards and, for
     each, assigns ``x[h, w] = x[h + dy, w + dx]`` with ``dx, dy`` uniform in
-    ``[-max_delta, max_delta)``. (It is written as a swap, but NumPy's view semantics make
-    it a copy for colour images; we reproduce that.) Because each position is written once
-    per pass and reads either an original value or an already-final one, the final value of
-    every pixel is found by following "copied from an earlier-visited position" links, which
-    we resolve for all pixels at once by pointer doubling (log of the longest chain rounds).
+    ``[-max_delta, max_delta)`` (:func:`glass_offsets`). (It is written as a swap, but NumPy's
+    view semantics make it a copy for colour images; we reproduce that.) Because each
+    position is written once per pass and reads either an original value or an already-final
+    one, the final value of every pixel is found by following "copied from an earlier-visited
+    position" links, which we resolve for all pixels at once by pointer jumping over the
+    still-unresolved links only (log of the longest chain rounds).
     """
     n, c, h, w = x.shape
     d = int(max_delta)
@@ -43,24 +69,33 @@ def glass_shuffle(x: torch.Tensor, max_delta: int, iterations: int, generator: t
     if len(rows) == 0 or len(cols) == 0:
         return x
     size = h * w
-    visited = (rows[:, None] * w + cols[None, :]).flatten()  # in visiting order
-    order = torch.full((size,), size + 1, device=x.device, dtype=torch.long)
-    order[visited] = torch.arange(len(visited), device=x.device)
+    visited = (rows[:, None] * w + cols[None, :]).flatten()  # pixel of each slot, in visiting order
+    count = len(visited)
+    # slot[pixel] = its place in the visiting order (count + 1 for pixels never visited)
+    slot = torch.full((size,), count + 1, device=x.device, dtype=torch.long)
+    slot[visited] = torch.arange(count, device=x.device)
+    slot_offset = torch.arange(n, device=x.device)[:, None] * count
     flat = x.reshape(n, c, size)
     for _ in range(int(iterations)):
-        offsets = torch.randint(-d, d, (n, len(visited), 2), generator=generator, device=x.device)
-        source = visited[None] + offsets[..., 1] * w + offsets[..., 0]
-        target = torch.arange(size, device=x.device).repeat(n, 1)
-        target[:, visited] = source
-        # a link is "live" (keep following) when the source was visited earlier in this pass
-        live = torch.zeros(n, size, dtype=torch.bool, device=x.device)
-        live[:, visited] = order[source] < order[visited][None]
-        while bool(live.any()):
-            next_target = target.gather(1, target)
-            next_live = live.gather(1, target)
-            target = torch.where(live, next_target, target)
-            live = live & next_live
-        flat = flat.gather(2, target[:, None, :].expand(n, c, size))
+        offsets = glass_offsets(n, count, d, generator, x.device).long()
+        source = offsets[..., 1].mul_(w).add_(offsets[..., 0]).add_(visited)  # (n, count) pixels read
+        source_slot = slot[source]
+        # a link is live (keep following) when its source was visited earlier in this pass
+        live = (source_slot < torch.arange(count, device=x.device)).flatten()
+        pointer = source_slot.add_(slot_offset).flatten()
+        source = source.flatten()
+        pending = live.nonzero().squeeze(1)
+        while pending.numel():
+            # synchronous pointer jumping over the unresolved links only
+            hop = pointer[pending]
+            source[pending] = source[hop]
+            pointer[pending] = pointer[hop]
+            still = live[hop]
+            live[pending] = still
+            pending = pending[still]
+        out = flat.clone()
+        out[..., visited] = flat.gather(2, source.view(n, 1, count).expand(n, c, count))
+        flat = out
     return flat.reshape(n, c, h, w)
 
 
@@ -73,7 +108,7 @@ class GlassBlur(Corruption):
 
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         sigma, max_delta, iterations = params
-        x = torch.floor(_ops.gaussian_blur(x, sigma).clamp(0, 1) * 255) / 255
+        x = _ops.gaussian_blur(x, sigma).clamp_(0, 1).mul_(255).floor_().div_(255)
         x = glass_shuffle(x, max_delta, iterations, generator)
         return _ops.gaussian_blur(x, sigma)
 
