@@ -1,0 +1,106 @@
+"""The fast weather and digital corruptions agree with their straightforward formulations.
+
+Each test restates a corruption the plain way (dense matrix products, whole-tensor formulas,
+one Pillow round trip per image) and checks the optimised code against it on contiguous and
+channels-last input, with the awkward pixels (black, gray, nearly gray) included.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mlsafety.registry import CORRUPTIONS
+from mlsafety.robustness.corruptions import _ops
+
+
+def _images(n: int = 3, size: tuple[int, int] = (23, 31), seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, *size, generator=generator)
+    x[0, :, :3, :3] = 0.0  # black: V = 0
+    x[0, :, 3:6, :3] = 0.4  # gray: S = 0
+    x[0, :, 6:9, :3] = 1.0
+    x[1, :, :2, :2] = torch.tensor([0.5, 0.5, 0.5 + 1e-6]).view(3, 1, 1)  # nearly gray
+    return x
+
+
+def _layouts(x: torch.Tensor) -> list[torch.Tensor]:
+    # channels-last is what torch.from_numpy(hwc).permute(0, 3, 1, 2) gives
+    return [x, x.contiguous(memory_format=torch.channels_last)]
+
+
+def _corrupt(name: str, x: torch.Tensor, severity: int, resolution: str = "imagenet") -> torch.Tensor:
+    return CORRUPTIONS.get(name)(severity=severity, seed=0, resolution=resolution)(x)
+
+
+def _params(name: str, severity: int, x: torch.Tensor, resolution: str = "imagenet"):
+    return CORRUPTIONS.get(name)(severity=severity, resolution=resolution).parameters_for(*x.shape[-2:])
+
+
+@pytest.mark.parametrize("severity", [1, 3, 5])
+def test_brightness_contrast_saturate_match_the_plain_formulas(severity: int) -> None:
+    x = _images()
+    brightness = _params("brightness", severity, x)
+    value = x.amax(1, keepdim=True)
+    new_value = (value + brightness).clamp(0, 1)
+    expected_brightness = torch.where(value > 0, x * new_value / value.clamp_min(1e-12), new_value.expand_as(x))
+
+    contrast = _params("contrast", severity, x)
+    means = x.mean(dim=(2, 3), keepdim=True)
+    expected_contrast = (x - means) * contrast + means
+
+    scale, offset = _params("saturate", severity, x)
+    minimum = x.amin(1, keepdim=True)
+    saturation = torch.where(value > 0, (value - minimum) / value.clamp_min(1e-12), torch.zeros_like(value))
+    new_saturation = (saturation * scale + offset).clamp(0, 1)
+    coloured = value - (value - x) * new_saturation / saturation.clamp_min(1e-12)
+    gray = value - value * new_saturation * torch.tensor([0.0, 1.0, 1.0]).view(1, 3, 1, 1)
+    expected_saturate = torch.where(saturation > 0, coloured, gray)
+
+    for inp in _layouts(x):
+        torch.testing.assert_close(_corrupt("brightness", inp, severity), expected_brightness.clamp(0, 1),
+                                   rtol=0, atol=1e-6)
+        torch.testing.assert_close(_corrupt("contrast", inp, severity), expected_contrast.clamp(0, 1),
+                                   rtol=0, atol=1e-6)
+        torch.testing.assert_close(_corrupt("saturate", inp, severity), expected_saturate.clamp(0, 1),
+                                   rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (224, 224), (37, 11)])
+@pytest.mark.parametrize("resolution", ["imagenet", "cifar"])
+def test_pixelate_taps_match_the_dense_resampling_matrices(size: tuple[int, int], resolution: str) -> None:
+    x = _images(2, size)
+    for severity in (1, 3, 5):
+        factor = _params("pixelate", severity, x, resolution)
+        h, w = size
+        small = _ops.pil_resize(x, max(1, int(h * factor)), max(1, int(w * factor)), "box")
+        expected = _ops.pil_resize(small, h, w, "box")
+        for inp in _layouts(x):
+            torch.testing.assert_close(_corrupt("pixelate", inp, severity, resolution), expected,
+                                       rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_jpeg_is_one_pillow_round_trip_per_image(channels: int) -> None:
+    x = torch.rand(3, channels, 24, 40, generator=torch.Generator().manual_seed(1))
+    quality = _params("jpeg_compression", 3, x)
+    pixels = (x * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    expected = np.empty_like(pixels)
+    for i in range(3):
+        if channels == 3:
+            images = [(Image.fromarray(pixels[i].transpose(1, 2, 0)), slice(None))]
+        else:
+            images = [(Image.fromarray(pixels[i, k]), k) for k in range(channels)]
+        for image, where in images:
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=int(quality))
+            decoded = np.asarray(Image.open(buffer))
+            expected[i, where] = decoded.transpose(2, 0, 1) if decoded.ndim == 3 else decoded
+    expected_tensor = torch.from_numpy(expected).float() / 255
+    layouts = _layouts(x) if channels != 1 else [x]
+    for inp in layouts:
+        torch.testing.assert_close(_corrupt("jpeg_compression", inp, 3), expected_tensor, rtol=0, atol=0)
