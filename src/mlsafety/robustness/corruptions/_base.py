@@ -42,6 +42,9 @@ class Corruption(Perturbation):
     """
 
     group: ClassVar[str] = "benchmark"
+    chunk_elements: ClassVar[int | None] = None
+    """On the CPU, corrupt images in groups of about this many values (None: all at once);
+    set per corruption where it measured faster."""
 
     def __init__(self, severity: int = 3, seed: int | None = 0, resolution: str = "auto") -> None:
         self.severity = severity
@@ -71,11 +74,21 @@ class Corruption(Perturbation):
         generator = self._generator(x.device)
         params = self.parameters_for(x.shape[-2], x.shape[-1])
         source = x.float()
-        out = self._corrupt(source, params, generator)
-        if out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr():
-            out = out.clone()  # never clamp the caller's tensor in place
-        # in place: a fresh full-size tensor costs page faults on the CPU
-        return out.clamp_(0, 1).to(x.dtype)
+        per_image = source[0].numel()
+        if source.device.type != "cpu" or not self.chunk_elements or per_image * len(x) <= self.chunk_elements:
+            out = self._corrupt(source, params, generator)
+            if out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr():
+                out = out.clone()  # never clamp the caller's tensor in place
+            # in place: a fresh full-size tensor costs page faults on the CPU
+            return out.clamp_(0, 1).to(x.dtype)
+        # On the CPU, corrupting a few images at a time keeps every temporary in the cache
+        # and lets the allocator reuse their memory (measured 2x on shot noise, 224 px).
+        out = torch.empty_like(source)
+        step = max(1, self.chunk_elements // per_image)
+        for start in range(0, len(x), step):
+            piece = self._corrupt(source[start:start + step], params, generator)
+            torch.clamp(piece, 0, 1, out=out[start:start + step])
+        return out.to(x.dtype)
 
     def _corrupt(self, x: torch.Tensor, params: Any, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

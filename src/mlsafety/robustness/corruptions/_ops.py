@@ -235,7 +235,13 @@ def clipped_zoom(x: torch.Tensor, zoom: float, trim: bool = True) -> torch.Tenso
     With ``trim=False`` the whole enlarged crop (about ``size`` pixels, sometimes a few more)
     is returned, as the ``imagecorruptions`` package does before cropping the top-left corner.
     """
-    h, w = x.shape[-2:]
+    grid = _zoom_grid(x.shape[-2], x.shape[-1], float(zoom), trim, x.device)
+    grid = grid.to(x.dtype).expand(len(x), *grid.shape[1:])
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@lru_cache(maxsize=128)
+def _zoom_grid(h: int, w: int, zoom: float, trim: bool, device: torch.device) -> torch.Tensor:
     grids, sizes = [], []
     for size in (h, w):
         crop = math.ceil(size / zoom)
@@ -248,8 +254,7 @@ def clipped_zoom(x: torch.Tensor, zoom: float, trim: bool = True) -> torch.Tenso
         grids.append((2 * source + 1) / size - 1)  # to grid_sample coordinates (align_corners=False)
         sizes.append(count)
     gy, gx = torch.meshgrid(grids[0], grids[1], indexing="ij")
-    grid = torch.stack([gx, gy], -1).to(x).unsqueeze(0).expand(len(x), sizes[0], sizes[1], 2)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return torch.stack([gx, gy], -1).float().unsqueeze(0).to(device)
 
 
 def shift(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,8 @@ class DefocusBlur(Corruption):
     ``filter2D``. Severity parameters ``(r, alias_blur)``: ImageNet (3, 0.1)-(10, 0.5),
     CIFAR (0.3, 0.4)-(1.5, 0.1). Parameters as in :class:`Corruption`."""
 
+    chunk_elements = 1 << 17
+
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         radius, alias_blur = params
         return _ops.filter2d(x, _ops.disk_kernel(float(radius), float(alias_blur)), "mirror")
@@ -121,6 +123,8 @@ class MotionBlur(Corruption):
     ``(radius, sigma)``: ImageNet (10, 3)-(20, 15), CIFAR (6, 1)-(9, 2.5). Parameters as in
     :class:`Corruption`."""
 
+    chunk_elements = 1 << 18
+
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         radius, sigma = params
         angle = torch.rand(len(x), generator=generator, device=x.device) * 90 - 45
@@ -136,8 +140,8 @@ class ZoomBlur(Corruption):
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         out = x.clone()
         for zoom in params:
-            out = out + _ops.clipped_zoom(x, float(zoom))
-        return out / (len(params) + 1)
+            out += _ops.clipped_zoom(x, float(zoom))
+        return out.mul_(1 / (len(params) + 1))
 
 
 @CORRUPTIONS.register("gaussian_blur", group="holdout", family="blur")

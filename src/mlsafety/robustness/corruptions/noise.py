@@ -6,6 +6,9 @@ Corruptions and Perturbations", ICLR. Noise is drawn independently per pixel and
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import torch
 
 from mlsafety.registry import CORRUPTIONS
@@ -25,7 +28,7 @@ class GaussianNoise(Corruption):
 
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x + noise * params
+        return noise.mul_(params).add_(x)
 
 
 @CORRUPTIONS.register("shot_noise", group="benchmark", family="noise")
@@ -34,8 +37,12 @@ class ShotNoise(Corruption):
     with ``c`` the photon count of a white pixel (ImageNet 60-3, CIFAR 500-50).
     Parameters as in :class:`Corruption`."""
 
+    chunk_elements = 1 << 17
+
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
-        return torch.poisson(x * params, generator=generator) / params
+        # grid step c / 255: images decoded from 8 bits land on grid rates exactly
+        counts = sample_poisson(x * params, generator, float(params), float(params) / 255)
+        return counts.mul_(1 / params)
 
 
 @CORRUPTIONS.register("impulse_noise", group="benchmark", family="noise")
@@ -45,9 +52,10 @@ class ImpulseNoise(Corruption):
     equal chance. Parameters as in :class:`Corruption`."""
 
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
-        flipped = torch.rand(x.shape, generator=generator, device=x.device) < params
-        salt = torch.rand(x.shape, generator=generator, device=x.device) < 0.5
-        return torch.where(flipped, salt.to(x.dtype), x)
+        # one uniform decides both: u < c / 2 is salt, c / 2 <= u < c pepper (each c / 2, as
+        # two independent draws would give)
+        uniform = torch.rand(x.shape, generator=generator, device=x.device)
+        return x.masked_fill(uniform < params, 0.0).masked_fill_(uniform < params / 2, 1.0)
 
 
 @CORRUPTIONS.register("speckle_noise", group="holdout", family="noise")
@@ -60,4 +68,71 @@ class SpeckleNoise(Corruption):
 
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x + x * noise * params
+        return noise.mul_(params).add_(1).mul_(x)
+
+
+@lru_cache(maxsize=32)
+def _poisson_tables(max_rate: float, step: float, device: str) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Inversion tables of Poisson(g * step), g = 0 .. ceil(max_rate / step): the CDF (float32,
+    rounded down, flattened row by row) and a guide table of ``levels`` entries per row."""
+    grid = torch.arange(math.ceil(max_rate / step) + 1, dtype=torch.float64) * step
+    length = math.ceil(max_rate + 12 * math.sqrt(max_rate) + 20)  # the tail beyond is under 1e-20
+    k = torch.arange(length, dtype=torch.float64)
+    log_pmf = -grid[:, None] + k * torch.log(grid[:, None].clamp_min(1e-300)) - torch.lgamma(k + 1)
+    log_pmf[0] = -math.inf
+    log_pmf[0, 0] = 0.0
+    cdf = log_pmf.exp().cumsum(1)
+    cdf[:, -1] = 1.0
+    # rounded towards -inf, a float32 table decides ``u <= F`` exactly for every float32 ``u``
+    down = cdf.float()
+    down = torch.where(down.double() > cdf, torch.nextafter(down, torch.tensor(-1.0)), down)
+    # a power of two, so that ``u * levels`` is exact in float32 and its floor never overshoots
+    levels = 1 << (4 * length - 1).bit_length()
+    guide = torch.searchsorted(down, (torch.arange(levels, dtype=torch.float32) / levels).expand(len(grid), levels)
+                               .contiguous())
+    guide += torch.arange(len(grid))[:, None] * length  # flat index into the CDF table
+    return down.flatten().to(device), guide.int().flatten().to(device), length, levels
+
+
+SNAP = 1e-4
+"""Rates within this many grid steps of a grid point are taken as on it (a change of rate of
+at most ``1e-4 step``, which moves the count distribution by at most that in total variation)."""
+
+
+def sample_poisson(rate: torch.Tensor, generator: torch.Generator, max_rate: float, step: float) -> torch.Tensor:
+    """Poisson draws (float32 counts) for rates in ``[0, max_rate]``, batched.
+
+    Rates are split as ``rate = g * step + delta``, ``0 <= delta < step``, and the count is
+    the sum of independent Poisson(``g * step``) and Poisson(``delta``) draws (superposition).
+    The first is inverted from a cached CDF table with a guide table (Chen & Asau 1974), one
+    float32 uniform per value (exact at that uniform's 2^-24 resolution); the second counts the
+    arrivals of a unit-rate process before ``delta`` and is skipped where ``delta`` is under
+    :data:`SNAP` steps. Several times as fast as ``torch.poisson`` on the CPU.
+    """
+    cdf, guide, length, levels = _poisson_tables(max_rate, step, str(rate.device))
+    rows = len(guide) // levels
+    if len(guide) > 2**24:
+        raise ValueError(f"max_rate / step = {max_rate / step:.0f} grid rows is too many; use a larger step.")
+    # few full-size temporaries, updated in place: on the CPU each fresh one costs page faults
+    delta = (rate.reshape(-1) * (1 / step)).clamp_(0, rows - 1)
+    row = (delta + SNAP).floor_()
+    delta.sub_(row)  # in grid steps, >= -SNAP
+    uniform = torch.rand(row.shape, generator=generator, device=rate.device)
+    # integers below 2^24: exact in float32
+    work = torch.mul(uniform, levels).floor_().addcmul_(row, torch.tensor(float(levels), device=rate.device))
+    index = guide[work.int()]
+    # the guide gives a lower bound; walk up while F(k) < u
+    pending = (cdf[index] < uniform).nonzero().squeeze(1)
+    while pending.numel():
+        index[pending] += 1
+        pending = pending[cdf[index[pending]] < uniform[pending]]
+    counts = work.copy_(index).addcmul_(row, torch.tensor(-float(length), device=rate.device))
+    pending = (delta > SNAP).nonzero().squeeze(1)
+    if pending.numel():
+        remaining = delta[pending].mul_(step)
+        while pending.numel():
+            remaining += torch.rand(len(pending), generator=generator, device=rate.device).log_()
+            arrived = remaining >= 0
+            pending, remaining = pending[arrived], remaining[arrived]
+            counts[pending] += 1
+    return counts.view(rate.shape)
