@@ -104,3 +104,41 @@ def test_jpeg_is_one_pillow_round_trip_per_image(channels: int) -> None:
     layouts = _layouts(x) if channels != 1 else [x]
     for inp in layouts:
         torch.testing.assert_close(_corrupt("jpeg_compression", inp, 3), expected_tensor, rtol=0, atol=0)
+
+
+def _plain_elastic(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
+    """ElasticTransform as first written: the affine grid as an (H W, 3) product, whole-tensor steps."""
+    import torch.nn.functional as F
+
+    from mlsafety.robustness.corruptions.digital import _solve_affine
+
+    n, _c, h, w = x.shape
+    side = min(h, w)
+    alpha, sigma, alpha_affine = (float(p) * side for p in params)
+    centre = torch.tensor([w // 2, h // 2], dtype=torch.float64)
+    square = side // 3
+    points = torch.stack([centre + square, centre + torch.tensor([square, -square]), centre - square])
+    moved = points + (torch.rand(n, 3, 2, generator=generator, dtype=torch.float64) * 2 - 1) * alpha_affine
+    inverse = _solve_affine(moved, points.expand(n, 3, 2))
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    grid = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3)
+    source = (grid @ inverse.transpose(1, 2)).view(n, h, w, 2)
+    scale = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], dtype=torch.float64)
+    x = F.grid_sample(x, (source * scale - 1).float(), padding_mode="reflection", align_corners=True)
+    fields = torch.rand(n, 2, h, w, generator=generator) * 2 - 1
+    fields = _ops.gaussian_blur_large(fields, sigma, mode="reflect", truncate=3.0) * alpha
+    grid = torch.stack([(2 * (xs.float() + fields[:, 0]) + 1) / w - 1,
+                        (2 * (ys.float() + fields[:, 1]) + 1) / h - 1], -1)
+    return F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (224, 224), (29, 41)])
+def test_elastic_transform_matches_the_plain_formulation(size: tuple[int, int]) -> None:
+    x = _images(2, size)
+    for severity in (1, 3, 5):
+        corruption = CORRUPTIONS.get("elastic_transform")(severity=severity, seed=3, resolution="imagenet")
+        params = corruption.parameters_for(*size)
+        expected = _plain_elastic(x, params, corruption._generator("cpu"))
+        for inp in _layouts(x):
+            torch.testing.assert_close(corruption._corrupt(inp, params, corruption._generator("cpu")), expected,
+                                       rtol=0, atol=1e-5)

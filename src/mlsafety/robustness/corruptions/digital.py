@@ -136,20 +136,27 @@ class ElasticTransform(Corruption):
         moved = points + (torch.rand(n, 3, 2, generator=generator, device=device, dtype=torch.float64) * 2 - 1) \
             * alpha_affine
         inverse = _solve_affine(moved, points.expand(n, 3, 2))  # output pixel -> input pixel
-        ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float64),
-                                torch.arange(w, device=device, dtype=torch.float64), indexing="ij")
-        grid = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3)
-        source = (grid @ inverse.transpose(1, 2)).view(n, h, w, 2)
+        xs = torch.arange(w, device=device, dtype=torch.float64)
+        ys = torch.arange(h, device=device, dtype=torch.float64)
         # align_corners=True reflection mirrors about the border pixels, like BORDER_REFLECT_101
-        scale = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=device, dtype=torch.float64)
-        x = F.grid_sample(x, (source * scale - 1).to(x.dtype), mode="bilinear", padding_mode="reflection",
-                          align_corners=True)
-        fields = torch.rand(n, 2, h, w, generator=generator, device=device) * 2 - 1
-        fields = _ops.gaussian_blur_large(fields, sigma, mode="reflect", truncate=3.0) * alpha
-        sample_x = xs.to(x.dtype) + fields[:, 0]
-        sample_y = ys.to(x.dtype) + fields[:, 1]
-        # scipy's "reflect" is half-sample symmetric: grid_sample reflection with align_corners=False
-        grid = torch.stack([(2 * sample_x + 1) / w - 1, (2 * sample_y + 1) / h - 1], -1)
+        grid = torch.empty(n, h, w, 2, device=device, dtype=x.dtype)
+        for axis, size in enumerate((w, h)):
+            # an affine map of a pixel grid is a sum of a row and a column term: (N, H, W)
+            # from (N, 1, W) + (N, H, 1), in float64 as before, without the (H W, 3) product
+            a, b, c = (inverse[:, axis, k].view(n, 1, 1) for k in range(3))
+            source = xs.view(1, 1, w) * a + (ys.view(1, h, 1) * b + c)
+            grid[..., axis] = source.mul_(2 / max(size - 1, 1)).sub_(1)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+        fields = torch.rand(n, 2, h, w, generator=generator, device=device).mul_(2).sub_(1)
+        fields = _ops.gaussian_blur_large(fields, sigma, mode="reflect", truncate=3.0).mul_(alpha)
+        # scipy's "reflect" is half-sample symmetric: grid_sample reflection with
+        # align_corners=False; the grid is (2 (pixel + shift) + 1) / size - 1, in place
+        fields[:, 0].add_(xs.to(x.dtype).view(1, w))
+        fields[:, 1].add_(ys.to(x.dtype).view(h, 1))
+        fields.mul_(2).add_(1)
+        fields[:, 0].div_(w)
+        fields[:, 1].div_(h)
+        grid = torch.stack([fields[:, 0], fields[:, 1]], -1).sub_(1)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
