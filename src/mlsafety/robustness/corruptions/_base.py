@@ -73,7 +73,8 @@ class Corruption(Perturbation):
         self._validate_parameters()
         generator = self._generator(x.device)
         params = self.parameters_for(x.shape[-2], x.shape[-1])
-        source = x.float()
+        # one copy of a permuted (e.g. channels-last) input is far cheaper than strided filters
+        source = x.float().contiguous()
         per_image = source[0].numel()
         if source.device.type != "cpu" or not self.chunk_elements or per_image * len(x) <= self.chunk_elements:
             out = self._corrupt(source, params, generator)

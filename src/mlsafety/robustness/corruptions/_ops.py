@@ -283,9 +283,13 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor)
     alive = torch.cumprod(((dy.abs() < h) & (dx.abs() < w)).long(), 1).bool()
     if bool(alive.all()):
         # out[y, x] = sum_i k_i in[clamp(y - dy_i), clamp(x - dx_i)]: a correlation of the
-        # edge-padded image with a sparse per-image kernel. Short streaks on small images:
-        # one gather per tap from the padded image; otherwise by FFT (cheaper per pixel then).
+        # edge-padded image with a sparse per-image kernel.
         p = width - 1
+        if x.device.type == "cpu" and h * w >= 48 * 48:
+            # on the CPU, shifted slices of each padded image accumulated in place (3x the FFT)
+            return _motion_blur_slices(x, kernel.tolist(), (p - dy).tolist(), (p - dx).tolist(), p)
+        # Short streaks on small images: one gather per tap from the padded image; otherwise
+        # by FFT (cheaper per pixel then).
         padded = pad(x, p, p, p, p, "nearest")
         side = fast_fft_size(max(h, w) + 2 * p)
         if 1.3 * width * h * w < side * side * math.log2(side * side):
@@ -307,6 +311,25 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor)
     for i in range(width):
         weight = (kernel[i] * alive[:, i]).to(x).view(-1, 1, 1, 1)
         out = out + weight * shift(x, dx[:, i], dy[:, i])
+    return out
+
+
+def _motion_blur_slices(x: torch.Tensor, kernel: list[float], rows: list[list[int]], cols: list[list[int]],
+                        p: int) -> torch.Tensor:
+    """``out[n] = sum_i kernel[i] * padded[n][rows[n][i]:, cols[n][i]:]`` (windows of the input
+    size) with the image edge-padded by ``p``; the shifts differ per image, so images go one
+    at a time."""
+    h, w = x.shape[-2:]
+    out = torch.empty_like(x)
+    for image, (image_rows, image_cols) in enumerate(zip(rows, cols)):
+        padded = pad(x[image:image + 1], p, p, p, p, "nearest")
+        accumulator = out[image:image + 1]
+        for tap, (top, left) in enumerate(zip(image_rows, image_cols)):
+            window = padded[..., top:top + h, left:left + w]
+            if tap == 0:
+                torch.mul(window, kernel[0], out=accumulator)
+            else:
+                accumulator.add_(window, alpha=kernel[tap])
     return out
 
 

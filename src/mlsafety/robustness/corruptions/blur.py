@@ -108,6 +108,8 @@ class GlassBlur(Corruption):
     Gaussian blur again. Severity parameters ``(sigma, max_delta, iterations)``: ImageNet
     (0.7, 1, 2)-(1.5, 4, 2), CIFAR (0.05, 1, 1)-(0.4, 1, 2). Parameters as in :class:`Corruption`."""
 
+    chunk_elements = 1 << 18
+
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         sigma, max_delta, iterations = params
         x = _ops.gaussian_blur(x, sigma).clamp_(0, 1).mul_(255).floor_().div_(255)
@@ -136,6 +138,8 @@ class ZoomBlur(Corruption):
     """Blur of a fast zoom towards the camera: the mean of the image and its central
     enlargements by each zoom factor of the severity (ImageNet 1.00-1.10 in steps of 0.01 up
     to 1.00-1.30 in steps of 0.03). Deterministic. Parameters as in :class:`Corruption`."""
+
+    chunk_elements = 1 << 19
 
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         out = x.clone()

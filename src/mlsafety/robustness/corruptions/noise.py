@@ -37,7 +37,7 @@ class ShotNoise(Corruption):
     with ``c`` the photon count of a white pixel (ImageNet 60-3, CIFAR 500-50).
     Parameters as in :class:`Corruption`."""
 
-    chunk_elements = 1 << 17
+    chunk_elements = 1 << 18
 
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
         # grid step c / 255: images decoded from 8 bits land on grid rates exactly
