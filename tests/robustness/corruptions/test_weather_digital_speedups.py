@@ -142,3 +142,57 @@ def test_elastic_transform_matches_the_plain_formulation(size: tuple[int, int]) 
         for inp in _layouts(x):
             torch.testing.assert_close(corruption._corrupt(inp, params, corruption._generator("cpu")), expected,
                                        rtol=0, atol=1e-5)
+
+
+def test_frost_bank_is_fixed_and_crops_are_windows_of_it() -> None:
+    from mlsafety.robustness.corruptions import _textures
+
+    rgb, luma = _textures.frost_bank(20, 30, torch.device("cpu"))
+    _textures.frost_bank.cache_clear()
+    again, _ = _textures.frost_bank(20, 30, torch.device("cpu"))
+    assert torch.equal(rgb, again)  # from a fixed seed, not from the call's
+    assert rgb.shape == (len(_textures.FROST_STATISTICS), 3, 30, 45) and luma.shape == (rgb.shape[0], 1, 30, 45)
+    torch.testing.assert_close(luma, _ops.to_gray(rgb))
+    generator = torch.Generator().manual_seed(5)
+    crops = _textures.crop_bank(rgb, 64, 20, 30, generator)
+    # every crop is a window of one texture, upright or upside down
+    for crop in crops:
+        found = False
+        for texture in rgb:
+            for top in range(11):
+                for left in range(16):
+                    window = texture[:, top:top + 20, left:left + 30]
+                    if torch.equal(crop, window) or torch.equal(crop, window.flip(1)):
+                        found = True
+                        break
+                if found:
+                    break
+            if found:
+                break
+        assert found
+    # the texture means follow the photographs' statistics
+    means = rgb.mean(dim=(2, 3))
+    expected = torch.tensor([s[0] for s in _textures.FROST_STATISTICS])
+    torch.testing.assert_close(means, expected, rtol=0, atol=0.03)
+
+
+def test_frost_is_seeded_and_works_for_any_channels_and_size() -> None:
+    for shape in [(3, 3, 224, 224), (2, 1, 32, 32), (2, 5, 20, 24), (3, 3, 37, 29), (1, 3, 1, 7)]:
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+        first = CORRUPTIONS.get("frost")(severity=3, seed=4)(x)
+        assert torch.equal(first, CORRUPTIONS.get("frost")(severity=3, seed=4)(x))
+        assert first.shape == x.shape and float(first.min()) >= 0 and float(first.max()) <= 1
+        if shape[0] > 1 and shape[-1] > 8:
+            assert not torch.equal(first, CORRUPTIONS.get("frost")(severity=3, seed=5)(x))
+    # gray images get the luma of the same window of the same texture
+    from mlsafety.robustness.corruptions import _textures
+
+    gray = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    frost = CORRUPTIONS.get("frost")(severity=2, seed=0)
+    image_weight, frost_weight = frost.parameters_for(32, 32)
+    rgb, luma = _textures.frost_bank(32, 32, torch.device("cpu"))
+    expected = image_weight * gray + frost_weight * _textures.crop_bank(luma, 2, 32, 32, frost._generator("cpu"))
+    torch.testing.assert_close(frost(gray), expected.clamp(0, 1), rtol=0, atol=1e-6)
+    colour = frost._corrupt(gray.expand(2, 3, 32, 32), (image_weight, frost_weight), frost._generator("cpu"))
+    rgb_crop = _textures.crop_bank(rgb, 2, 32, 32, frost._generator("cpu"))
+    torch.testing.assert_close(colour, image_weight * gray + frost_weight * rgb_crop, rtol=0, atol=1e-6)

@@ -2,7 +2,7 @@
 
 Hendrycks & Dietterich (2019), "Benchmarking Neural Network Robustness to Common
 Corruptions and Perturbations", ICLR. Frost replaces the published photographs with a
-procedural texture of matched colour statistics (see :func:`_ops.frost_texture`).
+bank of procedural textures of matched colour statistics (see :func:`_textures.frost_bank`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mlsafety.registry import CORRUPTIONS
-from mlsafety.robustness.corruptions import _ops
+from mlsafety.robustness.corruptions import _ops, _textures
 from mlsafety.robustness.corruptions._base import Corruption
 
 
@@ -56,20 +56,24 @@ class Snow(Corruption):
 class Frost(Corruption):
     """Frost on the lens: :math:`x' = \\mathrm{clip}(a\\,x + b\\,F)` with ``F`` a frost texture.
 
-    The published benchmark crops one of five frost photographs; we generate ice-crystal
-    textures procedurally (ridged multi-octave noise with the per-channel mean and spread of
-    one of those photographs), so no asset is needed. Gray images use the texture's luma.
-    Severity parameters ``(a, b)``: ImageNet (1, 0.4)-(0.6, 0.75), CIFAR (1, 0.2)-(0.75, 0.45).
-    Parameters as in :class:`Corruption`.
+    The published benchmark crops a random window of one of five frost photographs; we crop
+    one of five procedural ice-crystal textures (ridged multi-octave noise with the
+    per-channel mean and spread of one of those photographs), generated once per image size
+    and device from a fixed seed, so no asset is needed (see :func:`_textures.frost_bank`).
+    Each image gets a random texture, window and vertical flip. Gray images use the
+    texture's luma. Severity parameters ``(a, b)``: ImageNet (1, 0.4)-(0.6, 0.75), CIFAR
+    (1, 0.2)-(0.75, 0.45). Parameters as in :class:`Corruption`.
     """
 
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         image_weight, frost_weight = params
         n, c, h, w = x.shape
-        texture = _ops.frost_texture(n, h, w, generator, x.device)
-        if c != 3:
-            texture = _ops.to_gray(texture).expand(n, c, h, w)
-        return image_weight * x + frost_weight * texture
+        rgb, luma = _textures.frost_bank(h, w, x.device)
+        texture = _textures.crop_bank(rgb if c == 3 else luma, n, h, w, generator)
+        if c == 3 or c == 1:
+            # in place in the fresh crop: a x + b F
+            return texture.mul_(frost_weight).add_(x, alpha=image_weight)
+        return torch.mul(x, image_weight).add_(texture.expand(n, c, h, w), alpha=frost_weight)
 
 
 @CORRUPTIONS.register("fog", group="benchmark", family="weather")
