@@ -196,3 +196,45 @@ def test_frost_is_seeded_and_works_for_any_channels_and_size() -> None:
     colour = frost._corrupt(gray.expand(2, 3, 32, 32), (image_weight, frost_weight), frost._generator("cpu"))
     rgb_crop = _textures.crop_bank(rgb, 2, 32, 32, frost._generator("cpu"))
     torch.testing.assert_close(colour, image_weight * gray + frost_weight * rgb_crop, rtol=0, atol=1e-6)
+
+
+def _plain_plasma(n: int, size: int, wibble_decay: float, generator: torch.Generator) -> torch.Tensor:
+    """The diamond-square of ImageNet-C's fog on one (n, size, size) array (the first implementation)."""
+    heights = torch.zeros(n, size, size, dtype=torch.float64)
+    step, wibble = size, 100.0
+
+    def noisy_mean(total: torch.Tensor) -> torch.Tensor:
+        noise = torch.rand(total.shape, generator=generator, dtype=torch.float64) * 2 - 1
+        return total / 4 + wibble * wibble * noise
+
+    while step >= 2:
+        half = step // 2
+        corners = heights[:, 0::step, 0::step]
+        square = corners + torch.roll(corners, -1, 1)
+        square = square + torch.roll(square, -1, 2)
+        heights[:, half::step, half::step] = noisy_mean(square)
+        centres = heights[:, half::step, half::step]
+        corners = heights[:, 0::step, 0::step]
+        heights[:, 0::step, half::step] = noisy_mean(
+            centres + torch.roll(centres, 1, 1) + corners + torch.roll(corners, -1, 2))
+        heights[:, half::step, 0::step] = noisy_mean(
+            centres + torch.roll(centres, 1, 2) + corners + torch.roll(corners, -1, 1))
+        step //= 2
+        wibble /= wibble_decay
+    low = heights.amin(dim=(1, 2), keepdim=True)
+    high = heights.amax(dim=(1, 2), keepdim=True)
+    return ((heights - low) / (high - low).clamp_min(1e-12)).float()
+
+
+@pytest.mark.parametrize(("n", "size", "decay", "crop"),
+                         [(3, 256, 1.7, (224, 224)), (2, 32, 2.0, None), (2, 64, 3.0, (37, 29)),
+                          (1, 2, 1.5, (1, 2)), (2, 1, 2.0, None), (2, 8, 1.4, (7, 8))])
+def test_plasma_fractal_is_the_plain_diamond_square_bit_for_bit(n: int, size: int, decay: float,
+                                                                  crop: tuple[int, int] | None) -> None:
+    from mlsafety.robustness.corruptions import _textures
+
+    expected = _plain_plasma(n, size, decay, torch.Generator().manual_seed(3))
+    if crop is not None:
+        expected = expected[:, :crop[0], :crop[1]]
+    plasma = _textures.plasma_fractal(n, size, decay, torch.Generator().manual_seed(3), "cpu", crop=crop)
+    assert torch.equal(plasma, expected)

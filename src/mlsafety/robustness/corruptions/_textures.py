@@ -94,3 +94,70 @@ def crop_bank(bank: torch.Tensor, n: int, height: int, width: int, generator: to
     starts = ((plane[:, :, None] + rows[:, None, :]) * bank_w + left[:, None, None]).flatten()
     runs = bank.reshape(-1).unfold(0, width, 1)
     return runs.index_select(0, starts).view(n, c, height, width)
+
+
+def _roll_sum(a: torch.Tensor, b: torch.Tensor, shift: int, dim: int) -> torch.Tensor:
+    """``a + torch.roll(b, shift, dim)`` for shift +-1 (contiguous, without materialising the roll)."""
+    size = a.shape[dim]
+    if size == 1:
+        return a + b
+    out = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    if shift == -1:  # out[i] = a[i] + b[i + 1], wrapping at the end
+        torch.add(a.narrow(dim, 0, size - 1), b.narrow(dim, 1, size - 1), out=out.narrow(dim, 0, size - 1))
+        torch.add(a.narrow(dim, size - 1, 1), b.narrow(dim, 0, 1), out=out.narrow(dim, size - 1, 1))
+    else:  # out[i] = a[i] + b[i - 1], wrapping at the start
+        torch.add(a.narrow(dim, 1, size - 1), b.narrow(dim, 0, size - 1), out=out.narrow(dim, 1, size - 1))
+        torch.add(a.narrow(dim, 0, 1), b.narrow(dim, size - 1, 1), out=out.narrow(dim, 0, 1))
+    return out
+
+
+def plasma_fractal(n: int, size: int, wibble_decay: float, generator: torch.Generator,
+                   device: torch.device | str, crop: tuple[int, int] | None = None) -> torch.Tensor:
+    """Diamond-square height maps (n, size, size) in [0, 1], as ImageNet-C's fog uses.
+
+    ``size`` must be a power of two. At each level the new midpoints are the mean of their
+    four neighbours (wrapping around) plus uniform noise of amplitude ``wibble**2`` (the
+    published code's quirk, kept), and ``wibble`` starts at 100 and is divided by
+    ``wibble_decay`` per level. The maps are normalised by their own minimum and maximum;
+    with ``crop = (h, w)`` only the top-left (h, w) window is returned (and normalised).
+
+    Each level works on contiguous grids (its corners, centres and the two sets of edge
+    midpoints, each (n, m, m)) and interleaves them into the next level's corners. The
+    noise of a level is drawn at once in the order of the published code's three draws, so
+    on the CPU the maps are those of the one-array implementation, bit for bit (the sums are
+    formed in the same order, in float64).
+    """
+    corners = torch.zeros(n, 1, 1, device=device, dtype=torch.float64)
+    height, width = (size, size) if crop is None else crop
+    step, wibble = size, 100.0
+    while step >= 2:
+        m = size // step
+        noise = torch.rand(3, n, m, m, generator=generator, device=device, dtype=torch.float64)
+        noise.mul_(2).sub_(1).mul_(wibble * wibble)
+        square = _roll_sum(corners, corners, -1, 1)
+        square = _roll_sum(square, square, -1, 2)
+        centres = square.div_(4).add_(noise[0])
+        # edge midpoints: the centres below and above (left and right) and the corners
+        # either side, summed in the published order
+        down = _roll_sum(centres, centres, 1, 1).add_(corners)
+        down = _roll_sum(down, corners, -1, 2).div_(4).add_(noise[1])  # at (i step, j step + half)
+        right = _roll_sum(centres, centres, 1, 2).add_(corners)
+        right = _roll_sum(right, corners, -1, 1).div_(4).add_(noise[2])  # at (i step + half, j step)
+        grids = ((0, 0, corners), (0, 1, down), (1, 0, right), (1, 1, centres))
+        if step == 2:
+            # the last level is not interleaved in float64: each grid is normalised straight
+            # into its pixels of the float32 output
+            low = torch.stack([g.amin(dim=(1, 2)) for _, _, g in grids]).amin(0).view(n, 1, 1)
+            high = torch.stack([g.amax(dim=(1, 2)) for _, _, g in grids]).amax(0).view(n, 1, 1)
+            spread = (high - low).clamp_min(1e-12)
+            out = torch.empty(n, height, width, device=device)
+            for dy, dx, grid in grids:
+                rows, cols = (height - dy + 1) // 2, (width - dx + 1) // 2
+                torch.div(grid[:, :rows, :cols] - low, spread, out=out[:, dy::2, dx::2])
+            return out
+        even_rows = torch.stack([corners, down], -1).view(n, m, 2 * m)
+        odd_rows = torch.stack([right, centres], -1).view(n, m, 2 * m)
+        corners = torch.stack([even_rows, odd_rows], 2).view(n, 2 * m, 2 * m)
+        step //= 2
+        wibble /= wibble_decay
+    return torch.zeros(n, height, width, device=device)  # size 1: a constant map

@@ -89,9 +89,11 @@ class Fog(Corruption):
         thickness, decay = params
         n, _c, h, w = x.shape
         size = _ops.next_power_of_two(max(h, w))
-        plasma = _ops.plasma_fractal(n, size, float(decay), generator, x.device)[:, None, :h, :w]
+        plasma = _textures.plasma_fractal(n, size, float(decay), generator, x.device, crop=(h, w))
         peak = x.amax(dim=(1, 2, 3), keepdim=True)
-        return (x + thickness * plasma) * peak / (peak + thickness)
+        # (x + t plasma) peak / (peak + t), in place in one fresh tensor
+        out = torch.add(x, plasma.mul_(thickness)[:, None], out=torch.empty(x.shape, device=x.device))
+        return out.mul_(peak).div_(peak + thickness)
 
 
 def _truncated_distance(seeds: torch.Tensor, limit: int) -> torch.Tensor:
