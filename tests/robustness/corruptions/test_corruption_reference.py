@@ -86,8 +86,8 @@ def test_glass_shuffle_matches_the_sequential_loop() -> None:
         n, _, h, w = x.shape
         rows, cols = list(range(h - delta, delta, -1)), list(range(w - delta, delta, -1))
         expected = x.clone()
-        for _ in range(iterations):
-            offsets = glass_offsets(n, len(rows) * len(cols), delta, generator, "cpu")
+        all_offsets = glass_offsets(iterations * n, len(rows) * len(cols), delta, generator, "cpu")
+        for offsets in all_offsets.view(iterations, n, -1, 2):
             k = 0
             for row in rows:
                 for col in cols:

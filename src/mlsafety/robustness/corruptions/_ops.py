@@ -66,6 +66,7 @@ def pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str
     return out
 
 
+@lru_cache(maxsize=512)
 def _border_index(start: int, stop: int, size: int, mode: str, device: torch.device) -> torch.Tensor:
     return boundary_index(torch.arange(start, stop, device=device), size, mode)
 

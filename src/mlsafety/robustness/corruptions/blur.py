@@ -6,6 +6,8 @@ Corruptions and Perturbations", ICLR.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from mlsafety.registry import CORRUPTIONS
@@ -52,53 +54,65 @@ def glass_offsets(n: int, count: int, max_delta: int, generator: torch.Generator
     return (values - int(max_delta)).view(n, count, 2)
 
 
+@lru_cache(maxsize=32)
+def _glass_layout(h: int, w: int, max_delta: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel index, row and column (int32) of each position the shuffle visits, in visiting
+    order: rows ``h - d .. d + 1`` from the bottom, each from column ``w - d`` leftwards."""
+    rows = torch.arange(h - max_delta, max_delta, -1, device=device, dtype=torch.int32)
+    cols = torch.arange(w - max_delta, max_delta, -1, device=device, dtype=torch.int32)
+    row = rows[:, None].expand(len(rows), len(cols)).flatten()
+    col = cols[None, :].expand(len(rows), len(cols)).flatten()
+    return row * w + col, row, col
+
+
 def glass_shuffle(x: torch.Tensor, max_delta: int, iterations: int, generator: torch.Generator) -> torch.Tensor:
     """ImageNet-C's local pixel shuffle, batched and exact.
 
     The published loop visits ``(h, w)`` from the bottom-right corner backwards and, for
     each, assigns ``x[h, w] = x[h + dy, w + dx]`` with ``dx, dy`` uniform in
     ``[-max_delta, max_delta)`` (:func:`glass_offsets`). (It is written as a swap, but NumPy's
-    view semantics make it a copy for colour images; we reproduce that.) Because each
-    position is written once per pass and reads either an original value or an already-final
-    one, the final value of every pixel is found by following "copied from an earlier-visited
-    position" links, which we resolve for all pixels at once by pointer jumping over the
-    still-unresolved links only (log of the longest chain rounds).
+    view semantics make it a copy for colour images; we reproduce that.) Each position is
+    written once per pass and reads either an original value or one already final in that
+    pass (its source was visited earlier: one row down, or the same row to the right), so the
+    final value of every pixel is found by following those links, resolved for all pixels
+    and passes at once by pointer jumping (log of the longest chain rounds). The passes then
+    compose as index maps and the image is gathered once.
     """
     n, c, h, w = x.shape
     d = int(max_delta)
-    rows = torch.arange(h - d, d, -1, device=x.device)
-    cols = torch.arange(w - d, d, -1, device=x.device)
-    if len(rows) == 0 or len(cols) == 0:
+    n_rows, n_cols = h - 2 * d, w - 2 * d
+    if n_rows <= 0 or n_cols <= 0:
         return x
-    size = h * w
-    visited = (rows[:, None] * w + cols[None, :]).flatten()  # pixel of each slot, in visiting order
-    count = len(visited)
-    # slot[pixel] = its place in the visiting order (count + 1 for pixels never visited)
-    slot = torch.full((size,), count + 1, device=x.device, dtype=torch.long)
-    slot[visited] = torch.arange(count, device=x.device)
-    slot_offset = torch.arange(n, device=x.device)[:, None] * count
-    flat = x.reshape(n, c, size)
-    for _ in range(int(iterations)):
-        offsets = glass_offsets(n, count, d, generator, x.device).long()
-        source = offsets[..., 1].mul_(w).add_(offsets[..., 0]).add_(visited)  # (n, count) pixels read
-        source_slot = slot[source]
-        # a link is live (keep following) when its source was visited earlier in this pass
-        live = (source_slot < torch.arange(count, device=x.device)).flatten()
-        pointer = source_slot.add_(slot_offset).flatten()
-        source = source.flatten()
-        pending = live.nonzero().squeeze(1)
-        while pending.numel():
-            # synchronous pointer jumping over the unresolved links only
-            hop = pointer[pending]
-            source[pending] = source[hop]
-            pointer[pending] = pointer[hop]
-            still = live[hop]
-            live[pending] = still
-            pending = pending[still]
-        out = flat.clone()
-        out[..., visited] = flat.gather(2, source.view(n, 1, count).expand(n, c, count))
-        flat = out
-    return flat.reshape(n, c, h, w)
+    visited, row, col = _glass_layout(h, w, d, x.device)
+    count, size, passes = n_rows * n_cols, h * w, int(iterations)
+    offsets = glass_offsets(passes * n, count, d, generator, x.device)
+    dx, dy = offsets[..., 0].int(), offsets[..., 1].int()
+    # the source's place in the visiting order is ``slot - back``; it was visited earlier in
+    # the pass (a live link) when ``back > 0`` and it lies inside the visited rectangle
+    back = dy * n_cols + dx
+    live = (back > 0) & (row + dy <= h - d) & (col + dx > d) & (col + dx <= w - d)
+    slots = torch.arange(passes * n * count, device=x.device, dtype=torch.int32).view_as(back)
+    pointer = slots.sub_(back.mul_(live)).flatten()  # roots (not live) point to themselves
+    image = torch.arange(passes * n, device=x.device, dtype=torch.int32)[:, None].remainder_(n)
+    source = dy.mul_(w).add_(dx).add_(visited).add_(image * size).flatten()  # batch-wide pixel read
+    while True:
+        # synchronous pointer jumping; index_select is several times faster than indexing
+        source = source.index_select(0, pointer)
+        jumped = pointer.index_select(0, pointer)
+        if torch.equal(jumped, pointer):
+            break
+        pointer = jumped
+    # ``mapping[p]``: the batch-wide input pixel whose value pixel ``p`` holds so far
+    mapping = torch.arange(n * size, device=x.device, dtype=torch.int32)
+    for reads in source.view(passes, n * count):
+        composed = mapping.clone()
+        # slots run backwards over the rectangle of rows and columns d + 1 .. size - d
+        composed.view(n, h, w)[:, d + 1:h - d + 1, d + 1:w - d + 1] = \
+            mapping.index_select(0, reads).view(n, n_rows, n_cols).flip(1, 2)
+        mapping = composed
+    local = mapping.view(n, size).sub_(torch.arange(n, device=x.device, dtype=torch.int32)[:, None] * size).long()
+    return x.reshape(n, c, size).gather(2, local[:, None, :].expand(n, c, size)).reshape(n, c, h, w)
 
 
 @CORRUPTIONS.register("glass_blur", group="benchmark", family="blur")
