@@ -238,3 +238,46 @@ def test_plasma_fractal_is_the_plain_diamond_square_bit_for_bit(n: int, size: in
         expected = expected[:, :crop[0], :crop[1]]
     plasma = _textures.plasma_fractal(n, size, decay, torch.Generator().manual_seed(3), "cpu", crop=crop)
     assert torch.equal(plasma, expected)
+
+
+def _plain_distance(seeds: torch.Tensor, limit: int) -> torch.Tensor:
+    """Alternating square and cross dilations by max pooling, the distance set per step."""
+    import torch.nn.functional as F
+
+    reached = seeds.float()
+    distance = torch.where(seeds, 0.0, float(limit))
+    cross = torch.tensor([[0.0, 1, 0], [1, 1, 1], [0, 1, 0]]).view(1, 1, 3, 3)
+    for radius in range(1, limit):
+        if radius % 2:
+            grown = F.max_pool2d(F.pad(reached, (1, 1, 1, 1)), 3, stride=1)
+        else:
+            grown = (F.conv2d(F.pad(reached, (1, 1, 1, 1)), cross) > 0).float()
+        distance = torch.where(grown > reached, float(radius), distance)
+        reached = grown
+    return distance
+
+
+def test_spatter_helpers_match_pooling_and_scatter_formulations() -> None:
+    import torch.nn.functional as F
+
+    from mlsafety.robustness.corruptions import weather
+
+    generator = torch.Generator().manual_seed(2)
+    for shape in [(3, 1, 40, 57), (2, 1, 1, 9), (1, 1, 5, 1)]:
+        inside = torch.rand(shape, generator=generator) > 0.6
+        padded = F.pad(inside.float(), (1, 1, 1, 1), mode="replicate")
+        expected_edges = inside & (-F.max_pool2d(-padded, 3, stride=1) < 0.5)
+        edges = weather._inner_boundary(inside)
+        assert torch.equal(edges, expected_edges)
+        for limit in (1, 2, 7, 20):
+            assert torch.equal(weather._truncated_distance(edges, limit), _plain_distance(edges, limit))
+    values = torch.randint(0, 40, (3, 1, 17, 13), generator=generator).float()
+    values[1] = 7.0  # a constant image
+    n = len(values)
+    flat = values.reshape(n, -1).long()
+    histogram = torch.zeros(n, 256).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
+    first = (histogram > 0).float().argmax(1, keepdim=True)
+    cdf = histogram.cumsum(1)
+    scale = 255.0 / (flat.shape[1] - histogram.gather(1, first)).clamp_min(1)
+    lut = torch.round((cdf - cdf.gather(1, first)) * scale).clamp(0, 255)
+    assert torch.equal(weather._equalize_opencv(values), lut.gather(1, flat).reshape(values.shape))

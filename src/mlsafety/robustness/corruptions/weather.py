@@ -8,7 +8,6 @@ bank of procedural textures of matched colour statistics (see :func:`_textures.f
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from mlsafety.registry import CORRUPTIONS
 from mlsafety.robustness.corruptions import _ops, _textures
@@ -96,38 +95,59 @@ class Fog(Corruption):
         return out.mul_(peak).div_(peak + thickness)
 
 
+def _dilate_rows(v: torch.Tensor) -> torch.Tensor:
+    """OR of each pixel with its upper and lower neighbours (0/1 uint8; outside counts as 0)."""
+    out = v.clone()
+    out[..., 1:, :].bitwise_or_(v[..., :-1, :])
+    out[..., :-1, :].bitwise_or_(v[..., 1:, :])
+    return out
+
+
+def _dilate_columns(v: torch.Tensor) -> torch.Tensor:
+    out = v.clone()
+    out[..., 1:].bitwise_or_(v[..., :-1])
+    out[..., :-1].bitwise_or_(v[..., 1:])
+    return out
+
+
 def _truncated_distance(seeds: torch.Tensor, limit: int) -> torch.Tensor:
     """Distance (pixels) to the nearest ``True`` of ``seeds`` (N, 1, H, W), truncated at ``limit``.
 
     Grown by alternating 3x3 square and cross dilations (the octagonal distance, within
-    about 8% of the Euclidean distance OpenCV's ``distanceTransform`` computes).
+    about 8% of the Euclidean distance OpenCV's ``distanceTransform`` computes). The reached
+    sets only grow, so the distance is ``limit`` minus the number of steps ``0 .. limit - 1``
+    that have reached a pixel: one in-place sum per step, on bytes.
     """
-    reached = seeds.float()
-    distance = torch.where(seeds, 0.0, float(limit))
-    h, w = reached.shape[-2:]
-
-    def vertical(v: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(v, (0, 0, 1, 1))
-        return torch.maximum(torch.maximum(padded[..., :h, :], padded[..., 1:h + 1, :]), padded[..., 2:, :])
-
-    def horizontal(v: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(v, (1, 1, 0, 0))
-        return torch.maximum(torch.maximum(padded[..., :w], padded[..., 1:w + 1]), padded[..., 2:])
-
+    reached = seeds.to(torch.uint8)
+    steps_reached = reached.clone()
     for radius in range(1, limit):
-        # shifted-slice maxima (faster on CPU than max_pool2d)
-        grown = horizontal(vertical(reached)) if radius % 2 else torch.maximum(vertical(reached), horizontal(reached))
-        distance = torch.where(grown > reached, float(radius), distance)
-        reached = grown
-    return distance
+        if radius % 2:
+            reached = _dilate_columns(_dilate_rows(reached))
+        else:
+            reached = _dilate_rows(reached).bitwise_or_(_dilate_columns(reached))
+        steps_reached += reached
+    return float(limit) - steps_reached.float()
+
+
+def _inner_boundary(inside: torch.Tensor) -> torch.Tensor:
+    """Pixels of ``inside`` (N, 1, H, W) bool with a 3x3 neighbour outside it; the image border
+    is replicated (so it is no boundary). A separable 3x3 erosion by in-place ANDs."""
+    eroded = inside.clone()
+    eroded[..., 1:, :].logical_and_(inside[..., :-1, :])
+    eroded[..., :-1, :].logical_and_(inside[..., 1:, :])
+    rows = eroded.clone()
+    eroded[..., 1:].logical_and_(rows[..., :-1])
+    eroded[..., :-1].logical_and_(rows[..., 1:])
+    return inside & ~eroded
 
 
 def _equalize_opencv(values: torch.Tensor) -> torch.Tensor:
     """OpenCV ``equalizeHist`` on (N, 1, H, W) integer-valued floats in [0, 255]."""
     n = len(values)
-    flat = values.reshape(n, -1).long().clamp(0, 255)
-    ones = torch.ones_like(flat, dtype=torch.float)
-    histogram = torch.zeros(n, 256, device=values.device).scatter_add_(1, flat, ones)
+    flat = values.reshape(n, -1).long().clamp_(0, 255)
+    # one bincount over all images (image i's values offset by 256 i): exact counts
+    offsets = torch.arange(n, device=values.device).view(n, 1) * 256
+    histogram = torch.bincount((flat + offsets).view(-1), minlength=256 * n).view(n, 256).float()
     first = (histogram > 0).float().argmax(1, keepdim=True)
     cdf = histogram.cumsum(1)
     first_count = histogram.gather(1, first)
@@ -163,26 +183,28 @@ class Spatter(Corruption):
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         loc, scale, sigma, threshold, intensity, mud = params
         n, c, h, w = x.shape
-        liquid = torch.randn(n, 1, h, w, generator=generator, device=x.device) * scale + loc
+        liquid = torch.randn(n, 1, h, w, generator=generator, device=x.device).mul_(scale).add_(loc)
         liquid = _ops.gaussian_blur(liquid, float(sigma))
-        liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
+        liquid = liquid.masked_fill_(liquid < threshold, 0.0)
         if mud:
             mask = (liquid > threshold).float()
             mask = _ops.gaussian_blur(mask, float(intensity))
-            mask = torch.where(mask < 0.8, torch.zeros_like(mask), mask)
-            return x * (1 - mask) + mask * _colour((63 / 255, 42 / 255, 20 / 255), c, x.device)
-        liquid8 = torch.floor(liquid * 255).clamp(0, 255)
-        inside = liquid8 > 0
+            mask = mask.masked_fill_(mask < 0.8, 0.0)
+            # x (1 - mask) + mask * colour, in place in one fresh tensor
+            out = torch.mul(x, 1 - mask, out=torch.empty(x.shape, device=x.device))
+            return out.add_(mask * _colour((63 / 255, 42 / 255, 20 / 255), c, x.device))
+        liquid8 = liquid.mul_(255).floor_().clamp_(0, 255)
         # Canny finds the liquid's outline: pixels of the mask with a neighbour outside it
         # (replicated padding, so the image border is no edge)
-        padded = F.pad(inside.float(), (1, 1, 1, 1), mode="replicate")
-        edges = inside & (-F.max_pool2d(-padded, 3, stride=1) < 0.5)
-        distance = _truncated_distance(edges, 20)
+        distance = _truncated_distance(_inner_boundary(liquid8 > 0), 20)
         distance = torch.floor(_box3(distance))
         distance = _equalize_opencv(distance)
         emboss = torch.tensor([[-2.0, -1, 0], [-1, 1, 1], [0, 1, 2]], device=x.device)
         distance = torch.round(_ops.filter2d(distance, emboss, "mirror")).clamp(0, 255)
         distance = _box3(distance)
-        layer = liquid8 * distance
-        layer = layer / layer.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12) * intensity
-        return x + layer * _colour((175 / 255, 238 / 255, 238 / 255), c, x.device)
+        layer = liquid8.mul_(distance)
+        layer = layer.div_(layer.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)).mul_(intensity)
+        # x + layer * colour, in place in one fresh tensor
+        out = torch.mul(layer, _colour((175 / 255, 238 / 255, 238 / 255), c, x.device),
+                        out=torch.empty(x.shape, device=x.device))
+        return out.add_(x)
