@@ -281,3 +281,27 @@ def test_spatter_helpers_match_pooling_and_scatter_formulations() -> None:
     scale = 255.0 / (flat.shape[1] - histogram.gather(1, first)).clamp_min(1)
     lut = torch.round((cdf - cdf.gather(1, first)) * scale).clamp(0, 255)
     assert torch.equal(weather._equalize_opencv(values), lut.gather(1, flat).reshape(values.shape))
+
+
+def _plain_snow(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
+    loc, scale, zoom, threshold, radius, sigma, blend = params
+    n, c, h, w = x.shape
+    layer = torch.randn(n, 1, h, w, generator=generator) * scale + loc
+    layer = _ops.clipped_zoom(layer, float(zoom), trim=False)
+    layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
+    angle = torch.rand(n, generator=generator) * 90 - 135
+    layer = _ops.motion_blur(layer, int(radius), float(sigma), angle)[..., :h, :w]
+    layer = torch.round(layer * 255) / 255
+    gray = _ops.to_gray(x) if c == 3 else x
+    x = blend * x + (1 - blend) * torch.maximum(x, gray * 1.5 + 0.5)
+    return x + layer + torch.flip(layer, dims=(2, 3))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (2, 1, 37, 29), (1, 3, 64, 48)])
+def test_snow_matches_the_plain_formulation(shape: tuple[int, ...]) -> None:
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(4))
+    for severity in (1, 3, 5):
+        snow = CORRUPTIONS.get("snow")(severity=severity, seed=1, resolution="imagenet")
+        params = snow.parameters_for(*shape[-2:])
+        torch.testing.assert_close(snow._corrupt(x, params, snow._generator("cpu")),
+                                   _plain_snow(x, params, snow._generator("cpu")), rtol=0, atol=1e-6)

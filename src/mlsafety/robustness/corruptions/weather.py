@@ -37,18 +37,21 @@ class Snow(Corruption):
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         loc, scale, zoom, threshold, radius, sigma, blend = params
         n, c, h, w = x.shape
-        layer = torch.randn(n, 1, h, w, generator=generator, device=x.device) * scale + loc
+        layer = torch.randn(n, 1, h, w, generator=generator, device=x.device).mul_(scale).add_(loc)
         # as imagecorruptions: blur the whole zoomed layer, then keep its top-left corner (the
         # layer's first row and column fall on the noise samples, which matters once the
         # motion blur replicates the border)
         layer = _ops.clipped_zoom(layer, float(zoom), trim=False)
-        layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
+        layer = layer.masked_fill_(layer < threshold, 0.0).clamp_(0, 1)
         angle = torch.rand(n, generator=generator, device=x.device) * 90 - 135
         layer = _ops.motion_blur(layer, int(radius), float(sigma), angle)[..., :h, :w]
-        layer = torch.round(layer * 255) / 255
+        layer = layer.mul_(255).round_().div_(255)
         gray = _ops.to_gray(x) if c == 3 else x
-        x = blend * x + (1 - blend) * torch.maximum(x, gray * 1.5 + 0.5)
-        return x + layer + torch.flip(layer, dims=(2, 3))
+        # blend x + (1 - blend) max(x, 1.5 gray + 0.5) + layer + layer turned by 180 degrees,
+        # in place in one fresh tensor
+        out = torch.maximum(x, gray * 1.5 + 0.5, out=torch.empty(x.shape, device=x.device))
+        out.mul_(1 - blend).add_(x, alpha=blend)
+        return out.add_(layer).add_(layer.flip((2, 3)))
 
 
 @CORRUPTIONS.register("frost", group="benchmark", family="weather")
