@@ -299,10 +299,16 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor)
             base = (torch.arange(h, device=x.device)[:, None] * cols
                     + torch.arange(w, device=x.device)[None]).flatten()
             shifts = (p - dy) * cols + (p - dx)  # (N, width)
-            out = torch.zeros(n, c, h * w, device=x.device, dtype=x.dtype)
-            for i in range(width):
-                index = (base[None] + shifts[:, i:i + 1]).unsqueeze(1).expand(n, c, h * w)
-                out = out + float(kernel[i]) * flat.gather(2, index)
+            # preallocated index and tap buffers: no fresh tensor per tap
+            index = torch.empty(n, h * w, device=x.device, dtype=torch.long)
+            out = torch.empty(n, c, h * w, device=x.device, dtype=x.dtype)
+            tap = torch.empty_like(out)
+            for i, weight in enumerate(kernel.tolist()):
+                torch.add(base, shifts[:, i:i + 1], out=index)
+                if i == 0:
+                    torch.gather(flat, 2, index[:, None].expand(n, c, h * w), out=out).mul_(weight)
+                else:
+                    out.add_(torch.gather(flat, 2, index[:, None].expand(n, c, h * w), out=tap), alpha=weight)
             return out.view(n, c, h, w)
         kernels = torch.zeros(n, 1, 2 * p + 1, 2 * p + 1, device=x.device, dtype=torch.float32)
         index = ((p - dy) * (2 * p + 1) + (p - dx))
