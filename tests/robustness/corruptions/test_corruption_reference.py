@@ -120,6 +120,12 @@ def test_disk_filter_and_motion_blur_match_imagecorruptions(reference, image: to
             expected = reference._motion_blur(_hwc(image), radius, sigma, angle)
             ours = _ops.motion_blur(image, radius, sigma, torch.tensor([angle]))
             assert np.abs(_hwc(ours) - expected).max() < 1e-5
+    photo = torch.rand(2, 3, 64, 70, generator=torch.Generator().manual_seed(4))
+    for method in ("slices", "gather", "fft"):
+        for angle in (-44.0, 17.0):
+            expected = reference._motion_blur(_hwc(photo[1:]), 15, 8.0, angle)
+            ours = _ops.motion_blur(photo, 15, 8.0, torch.tensor([0.0, angle]), method=method)
+            assert np.abs(_hwc(ours[1:]) - expected).max() < 1e-5, method
     small = image[:, :, :12, :12]  # streak longer than the image: the published loop stops early
     expected = reference._motion_blur(_hwc(small), 10, 3.0, 30.0)
     assert np.abs(_hwc(_ops.motion_blur(small, 10, 3.0, torch.tensor([30.0]))) - expected).max() < 1e-5
