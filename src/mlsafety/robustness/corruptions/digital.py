@@ -237,17 +237,23 @@ class JPEGCompression(Corruption):
         n, c, h, w = x.shape
         planes = x if c in (1, 3) else x.reshape(n * c, 1, h, w)
         # the result tensor first holds the quantised pixels: one float tensor in all, since
-        # fresh full-size tensors cost more than the arithmetic on the CPU; it keeps the
-        # input's layout, so channels-last input (from HWC arrays) needs no transposition
+        # fresh full-size tensors cost more than the arithmetic on the CPU
         out = torch.mul(planes, 255, out=torch.empty_like(planes)).round_().clamp_(0, 255)
-        pixels = torch.empty(out.shape[0], h, w, out.shape[1], dtype=torch.uint8)
-        pixels.copy_(out.permute(0, 2, 3, 1))  # (N, H, W, C) as PIL wants, on the CPU
+        quantised = out.cpu()
+        channels = out.shape[1]
+        # (N, H, W, C) bytes as PIL wants; channel by channel (strided writes of contiguous
+        # planes) is twice as fast as one transposing copy
+        pixels = torch.empty(out.shape[0], h, w, channels, dtype=torch.uint8)
+        for channel in range(channels):
+            pixels[..., channel].copy_(quantised[:, channel])
         array = pixels.numpy()
-        mode = "RGB" if array.shape[-1] == 3 else "L"
+        mode = "RGB" if channels == 3 else "L"
         for i, image in enumerate(array):
             buffer = io.BytesIO()
             Image.fromarray(image if mode == "RGB" else image[..., 0], mode).save(buffer, "JPEG", quality=int(params))
             # decoded in place of its source (already encoded)
             array[i] = np.asarray(Image.open(buffer)).reshape(h, w, -1)
-        torch.div(pixels.to(out.device).permute(0, 3, 1, 2), 255, out=out)
+        for channel in range(channels):
+            out[:, channel].copy_(pixels[..., channel])
+        out.div_(255)
         return out.view(n, c, h, w)
