@@ -125,7 +125,8 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "mirror") -> tor
             if weight:
                 out = out + weight * padded[..., i:i + h, j:j + w]
         return out
-    return correlate_fft(padded, kernel.to(x).expand(n, 1, kh, kw))[..., :h, :w]
+    # one kernel for the whole batch: its spectrum is computed once and broadcast
+    return correlate_fft(padded, kernel.to(x)[None, None])[..., :h, :w]
 
 
 def fast_fft_size(minimum: int) -> int:
@@ -142,12 +143,13 @@ def fast_fft_size(minimum: int) -> int:
 
 
 def correlate_fft(padded: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Circular cross-correlation of (N, C, S, T) images with per-image (N, 1, kh, kw) kernels:
-    ``out[y, x] = sum_{u, v} k[u, v] img[y + u, x + v]``; rows ``y < S - kh + 1`` never wrap."""
+    """Circular cross-correlation of (N, C, S, T) images with per-image (N, 1, kh, kw) kernels
+    (or one (1, 1, kh, kw) kernel for all): ``out[y, x] = sum_{u, v} k[u, v] img[y + u, x + v]``;
+    rows ``y < S - kh + 1`` never wrap."""
     size = tuple(fast_fft_size(s) for s in padded.shape[-2:])
     spectrum = torch.fft.rfft2(padded.float(), s=size)
-    kernel_spectrum = torch.fft.rfft2(kernels.float(), s=size)
-    return torch.fft.irfft2(spectrum * kernel_spectrum.conj(), s=size).to(padded.dtype)
+    spectrum *= torch.fft.rfft2(kernels.float(), s=size).conj_physical_()
+    return torch.fft.irfft2(spectrum, s=size).to(padded.dtype)
 
 
 def gaussian_kernel(sigma: float, truncate: float = 4.0, device: torch.device | str = "cpu") -> torch.Tensor:
