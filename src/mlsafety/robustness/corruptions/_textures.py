@@ -4,6 +4,10 @@ ImageNet-C's frost crops a random window out of one of a few fixed photographs. 
 same with a fixed bank of procedural frost textures: built once per image size and device
 from a fixed seed (so every call, seed and device sees the same bank), a little larger than
 the image, and cropped at a random offset (flipped upside down at random) per image.
+
+Fog's diamond-square plasma fractal is here too, computed level by level on contiguous grids.
+Hendrycks & Dietterich (2019), "Benchmarking Neural Network Robustness to Common Corruptions
+and Perturbations", ICLR.
 """
 
 from __future__ import annotations
