@@ -25,6 +25,9 @@ def _images(n: int = 3, size: tuple[int, int] = (23, 31), seed: int = 0) -> torc
     x[0, :, 3:6, :3] = 0.4  # gray: S = 0
     x[0, :, 6:9, :3] = 1.0
     x[1, :, :2, :2] = torch.tensor([0.5, 0.5, 0.5 + 1e-6]).view(3, 1, 1)  # nearly gray
+    if n > 2:  # V <= 0 within the tolerance of the input check
+        x[2, :, :2, :2] = torch.tensor([-1e-6, -5e-7, 0.0]).view(3, 1, 1)
+        x[2, :, 2:4, :2] = torch.tensor([-1e-6, -1e-6, -5e-7]).view(3, 1, 1)
     return x
 
 

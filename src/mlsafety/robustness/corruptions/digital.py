@@ -93,11 +93,12 @@ class Saturate(Corruption):
         # V + (x - V) * ratio in place in the result, with per-channel offsets for gray pixels
         # (where x - V = 0): V for red, V - V S' for green and blue.
         value, minimum = _channel_extremes(x)
-        positive = value > 0
-        saturation = torch.where(positive, (value - minimum) / value, 0.0)
-        new_saturation = (saturation * scale + offset).clamp_(0, 1)
+        # S = (V - min) / V in place, 0 where V <= 0 (0/0 and x/0 give NaN and inf, set to 0;
+        # V < 0 gives S <= 0, clamped to 0)
+        saturation = torch.sub(value, minimum, out=minimum).div_(value).nan_to_num_(0.0, 0.0, 0.0).clamp_min_(0)
+        new_saturation = torch.mul(saturation, scale).add_(offset).clamp_(0, 1)
         coloured = saturation > 0
-        ratio = torch.where(coloured, new_saturation / saturation, 0.0)
+        ratio = torch.div(new_saturation, saturation).masked_fill_(~coloured, 0.0)
         gray_green_blue = torch.where(coloured, value, value - value * new_saturation)
         out = torch.sub(x, value, out=_new_like(x))
         torch.addcmul(value, out[:, 0:1], ratio, out=out[:, 0:1])
