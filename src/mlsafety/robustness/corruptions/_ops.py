@@ -1,6 +1,6 @@
 """Batched image operations shared by the corruptions: filters with scipy/OpenCV border
-semantics, PIL-style resampling, the clipped zoom, ImageMagick-style motion blur, HSV,
-the diamond-square plasma fractal and the procedural frost texture.
+semantics, PIL-style resampling, the clipped zoom, ImageMagick-style motion blur and HSV.
+(The procedural fog and frost textures are in ``_textures``.)
 
 Every function takes and returns float tensors of shape (N, C, H, W) on any device and
 draws randomness only from the ``generator`` passed in.
@@ -114,7 +114,7 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "mirror") -> tor
 
     Small kernels as a sum of shifted slices; larger ones by the FFT of the border-padded image.
     """
-    n, _, h, w = x.shape
+    h, w = x.shape[-2:]
     kh, kw = kernel.shape
     padded = pad(x, kh // 2, kh - 1 - kh // 2, kw // 2, kw - 1 - kw // 2, mode)
     if kh * kw <= 49:
@@ -405,83 +405,8 @@ def as_rgb(x: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
-# --- procedural textures -------------------------------------------------------------------------
-
-def plasma_fractal(n: int, size: int, wibble_decay: float, generator: torch.Generator,
-                   device: torch.device | str) -> torch.Tensor:
-    """Diamond-square height maps (n, size, size) in [0, 1], as ImageNet-C's fog uses.
-
-    ``size`` must be a power of two. At each level the new midpoints are the mean of their
-    four neighbours plus uniform noise of amplitude ``wibble**2`` (the published code's
-    quirk, kept), and ``wibble`` starts at 100 and is divided by ``wibble_decay`` per level.
-    """
-    heights = torch.zeros(n, size, size, device=device, dtype=torch.float64)
-    step, wibble = size, 100.0
-
-    def noisy_mean(total: torch.Tensor) -> torch.Tensor:
-        noise = torch.rand(total.shape, generator=generator, device=device, dtype=torch.float64) * 2 - 1
-        return total / 4 + wibble * wibble * noise
-
-    while step >= 2:
-        half = step // 2
-        corners = heights[:, 0::step, 0::step]
-        square = corners + torch.roll(corners, -1, 1)
-        square = square + torch.roll(square, -1, 2)
-        heights[:, half::step, half::step] = noisy_mean(square)
-        centres = heights[:, half::step, half::step]
-        corners = heights[:, 0::step, 0::step]
-        heights[:, 0::step, half::step] = noisy_mean(
-            centres + torch.roll(centres, 1, 1) + corners + torch.roll(corners, -1, 2))
-        heights[:, half::step, 0::step] = noisy_mean(
-            centres + torch.roll(centres, 1, 2) + corners + torch.roll(corners, -1, 1))
-        step //= 2
-        wibble /= wibble_decay
-    low = heights.amin(dim=(1, 2), keepdim=True)
-    high = heights.amax(dim=(1, 2), keepdim=True)
-    return ((heights - low) / (high - low).clamp_min(1e-12)).float()
-
-
 def next_power_of_two(value: int) -> int:
     return 1 if value <= 1 else 2 ** (int(value) - 1).bit_length()
-
-
-# Mean and standard deviation (R, G, B) of the five frost photographs ImageNet-C draws from,
-# measured on the photographs; the procedural texture is scaled to match one of them.
-FROST_STATISTICS = (
-    ((0.305, 0.585, 0.650), (0.106, 0.065, 0.060)),
-    ((0.787, 0.805, 0.841), (0.084, 0.087, 0.089)),
-    ((0.787, 0.805, 0.841), (0.084, 0.087, 0.089)),
-    ((0.540, 0.599, 0.648), (0.112, 0.112, 0.117)),
-    ((0.441, 0.484, 0.528), (0.174, 0.170, 0.163)),
-)
-
-
-def frost_texture(n: int, height: int, width: int, generator: torch.Generator,
-                  device: torch.device | str, scale: float = 1.0) -> torch.Tensor:
-    """Procedural ice crystals (n, 3, height, width) in [0, 1], replacing ImageNet-C's photographs.
-
-    A ridged multi-octave value noise (bright thin veins where smooth noise crosses its
-    median, as in ice-crystal edges) is standardised per image and given the per-channel
-    mean and spread of one of the five frost photographs, drawn at random per image.
-    ``scale`` stretches the coarsest octave (1 = about a quarter of the image).
-    """
-    texture = torch.zeros(n, 1, height, width, device=device)
-    amplitude, total = 1.0, 0.0
-    cells = max(2, round(4 / scale))
-    while cells <= max(height, width):
-        noise = torch.rand(n, 1, cells + 1, cells + 1, generator=generator, device=device)
-        smooth = F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=True)
-        ridge = (1 - (2 * smooth - 1).abs()).clamp(0, 1) ** 4
-        texture = texture + amplitude * ridge
-        total += amplitude
-        amplitude *= 0.6
-        cells *= 2
-    texture = texture / total
-    texture = (texture - texture.mean(dim=(2, 3), keepdim=True)) / texture.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
-    stats = torch.tensor(FROST_STATISTICS, device=device)  # (5, 2, 3)
-    choice = torch.randint(0, len(FROST_STATISTICS), (n,), generator=generator, device=device)
-    mean, spread = stats[choice, 0].view(n, 3, 1, 1), stats[choice, 1].view(n, 3, 1, 1)
-    return (mean + spread * texture).clamp(0, 1)
 
 
 def filter_matrix(kernel: torch.Tensor, size: int, mode: str) -> torch.Tensor:
