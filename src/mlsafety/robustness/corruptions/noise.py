@@ -55,8 +55,8 @@ class ImpulseNoise(Corruption):
         # one uniform decides both: u < c / 2 is salt, c / 2 <= u < c pepper (each c / 2, as
         # two independent draws would give)
         uniform = torch.rand(x.shape, generator=generator, device=x.device)
-        kept = (uniform >= params).to(x.dtype).mul_(x)
-        return (uniform < params / 2).to(x.dtype).add_(kept)
+        # two full-size float tensors in all (the uniforms and the result)
+        return torch.mul(x, uniform >= params).add_(uniform < params / 2)
 
 
 @CORRUPTIONS.register("speckle_noise", group="holdout", family="noise")
