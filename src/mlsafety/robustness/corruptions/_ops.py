@@ -123,7 +123,7 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "mirror") -> tor
         for (i, j), weight in zip(torch.cartesian_prod(torch.arange(kh), torch.arange(kw)).tolist(),
                                   kernel.flatten().tolist()):
             if weight:
-                out = out + weight * padded[..., i:i + h, j:j + w]
+                out.add_(padded[..., i:i + h, j:j + w], alpha=weight)
         return out
     # one kernel for the whole batch: its spectrum is computed once and broadcast
     return correlate_fft(padded, kernel.to(x)[None, None])[..., :h, :w]

@@ -107,7 +107,7 @@ def glass_shuffle(x: torch.Tensor, max_delta: int, iterations: int, generator: t
     mapping = torch.arange(n * size, device=x.device, dtype=torch.int32)
     for reads in source.view(passes, n * count):
         composed = mapping.clone()
-        # slots run backwards over the rectangle of rows and columns d + 1 .. size - d
+        # slots run backwards over the rectangle of rows d + 1 .. h - d and columns d + 1 .. w - d
         composed.view(n, h, w)[:, d + 1:h - d + 1, d + 1:w - d + 1] = \
             mapping.index_select(0, reads).view(n, n_rows, n_cols).flip(1, 2)
         mapping = composed
