@@ -96,7 +96,7 @@ def _evaluate(epochs: int, seed: int, n_test: int, batch_size: int, kinds: list[
         print(f"{kind:9s} clean acc {1 - result.clean_error:.4f}  mean corruption error {raw:.4f}  "
               f"mCE {mce:.2%}  relative mCE {rel:.2%}", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "augmix_fashion_mnist.json"
+    out = RESULTS / f"augmix_fashion_mnist_e{epochs}.json"
     out.write_text(json.dumps(summary, indent=1))
     print(f"wrote {out}")
 
