@@ -24,9 +24,7 @@ def _new_like(x: torch.Tensor) -> torch.Tensor:
     """An uninitialised contiguous (N, C, H, W) tensor for the result.
 
     Every corruption here writes its result once into such a tensor and then works in place:
-    on the CPU each fresh full-size tensor costs page faults that exceed the arithmetic, and
-    a contiguous result keeps per-image or per-pixel broadcasts on the fast path even for
-    channels-last input (as ``torch.from_numpy(hwc).permute(0, 3, 1, 2)`` gives).
+    on the CPU each fresh full-size tensor costs page faults that exceed the arithmetic.
     """
     return torch.empty(x.shape, device=x.device, dtype=x.dtype)
 
@@ -195,9 +193,6 @@ def _resample_axis(x: torch.Tensor, size: int, dim: int, kind: str) -> torch.Ten
         if x.is_contiguous():
             # whole rows of a 3-D view: three times faster than index_select(-2) in 4-D
             return x.view(-1, *x.shape[-2:]).index_select(1, index[:, k]).view(shape)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            # rows of the (N, H, W, C) view are contiguous too (five times faster)
-            return x.permute(0, 2, 3, 1).index_select(1, index[:, k]).permute(0, 3, 1, 2)
         return x.index_select(-2, index[:, k])
 
     out = tap(0)
@@ -221,8 +216,7 @@ class Pixelate(Corruption):
         small_h, small_w = max(1, int(h * params)), max(1, int(w * params))
         # rows first: selecting whole rows is cheap, and the column passes then run on
         # fewer rows; the enlargement (one tap per output) is a gather per axis
-        rows = _resample_axis(x, small_h, -2, "box").contiguous()  # channels-last input
-        small = _resample_axis(rows, small_w, -1, "box")
+        small = _resample_axis(_resample_axis(x, small_h, -2, "box"), small_w, -1, "box")
         return _resample_axis(_resample_axis(small, w, -1, "box"), h, -2, "box")
 
 
