@@ -158,7 +158,10 @@ class ZoomBlur(Corruption):
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         out = x.clone()
         for zoom in params:
-            out += _ops.clipped_zoom(x, float(zoom))
+            if zoom == 1:  # every table starts at 1: the image itself (exactly what scipy's zoom gives)
+                out += x
+            else:
+                out += _ops.clipped_zoom(x, float(zoom))
         return out.mul_(1 / (len(params) + 1))
 
 
