@@ -51,6 +51,8 @@ class ImpulseNoise(Corruption):
     replaced with probability ``c`` (ImageNet 0.03-0.27, CIFAR 0.01-0.07), by 1 or 0 with
     equal chance. Parameters as in :class:`Corruption`."""
 
+    chunk_elements = 1 << 18
+
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
         # one uniform decides both: u < c / 2 is salt, c / 2 <= u < c pepper (each c / 2, as
         # two independent draws would give)
