@@ -23,7 +23,7 @@ def test_scan_writes_report_with_triggers(tmp_path) -> None:
     result = runner.invoke(app, ["backdoor", "scan", "--model", str(path), "--data", str(tmp_path / "d.npz"),
                                  "--steps", "5", "--quick", "--out", str(tmp_path / "r")])
     assert result.exit_code in (0, 1), result.output
-    first = result.output.splitlines()[0]
+    first = result.stdout.splitlines()[0]
     assert first.startswith("BACKDOOR SUSPECTED" if result.exit_code == 1 else "no backdoor found")
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     check = report["checks"][0]

@@ -33,8 +33,13 @@ def test_state_dict_weights_only(tmp_path, small_module) -> None:
     torch.save(small_module.state_dict(), path)
     with pytest.raises(InvalidInputError, match="--architecture"):
         load_classifier(path)
-    loaded = load_classifier(path, architecture="small_cnn", architecture_kwargs={"width": 4})
+    with pytest.raises(InvalidInputError, match="--normalization"):
+        load_classifier(path, architecture="small_cnn", architecture_kwargs={"width": 4})
+    loaded = load_classifier(path, architecture="small_cnn", architecture_kwargs={"width": 4}, normalization="none")
     assert _same(Classifier(small_module), loaded)
+    normalised = load_classifier(path, architecture="small_cnn", architecture_kwargs={"width": 4},
+                                 normalization="0.3,0.4")
+    assert _same(Classifier(small_module, mean=[0.3], std=[0.4]), normalised)
 
 
 def test_pickled_module_is_refused(tmp_path, small_module) -> None:

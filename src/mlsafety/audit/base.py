@@ -118,6 +118,7 @@ class AuditContext:
     is_default: bool = False
     out_dir: Path | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preflight: dict[str, Any] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def evaluation_data(self, n_full: int | None = None, n_quick: int = 1000) -> ImageDataset:
@@ -169,6 +170,9 @@ class Check(ABC):
     hazard: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset()
     order: ClassVar[int] = 100
+    #: headline metrics a user may put a threshold on (``--fail-under <check>.<metric>=...``);
+    #: empty means "not declared", and any name is then accepted until the check has run
+    metric_names: ClassVar[frozenset[str]] = frozenset()
 
     def not_applicable(self, context: AuditContext) -> str | None:
         """Why this check cannot run on ``context`` (None when it can)."""

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import sys
-import tempfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from mlsafety._io import atomic_write_text
 from mlsafety.audit.base import CheckResult, worst_verdict
 
 _PACKAGES = ("mlsafety", "torch", "numpy", "scipy", "scikit-learn", "kornia", "faiss-cpu",
@@ -60,15 +59,8 @@ def _clean(value: Any) -> Any:
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write JSON to ``path`` via a temporary file and a rename, so readers never see a
     half-written file and an interrupted run leaves the previous version intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_clean(json.loads(json.dumps(data, default=_json_default))), indent=2)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.chmod(temporary, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-    os.replace(temporary, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def _format(value: Any) -> str:
@@ -101,7 +93,7 @@ def render_report(
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "title": title,
-        "overall_verdict": worst_verdict([r.verdict for r in results]),
+        "overall_verdict": worst_verdict([r.verdict for r in results] + (["warn"] if metadata.get("warnings") else [])),
         "metadata": {**metadata, "versions": metadata.get("versions") or package_versions()},
         "checks": [r.to_dict() for r in results],
     }
@@ -114,8 +106,5 @@ def render_report(
         metadata_json=json.dumps(_clean(payload["metadata"]), indent=2, default=_json_default),
         command=" ".join(sys.argv),
     )
-    html_path = out / "report.html"
-    temporary = html_path.with_suffix(".html.tmp")
-    temporary.write_text(html, encoding="utf-8")
-    os.replace(temporary, html_path)
+    html_path = atomic_write_text(out / "report.html", html)
     return json_path, html_path

@@ -22,7 +22,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import mlsafety
+from mlsafety._io import locked_output_dir
 from mlsafety.audit.base import AuditContext, Check, CheckResult, worst_verdict
+from mlsafety.audit.preflight import preflight
 from mlsafety.audit.report import package_versions, render_report, write_json_atomic
 from mlsafety.exceptions import InvalidParameterError, MLSafetyError
 from mlsafety.registry import CHECKS
@@ -41,7 +43,8 @@ class AuditReport:
 
     @property
     def verdict(self) -> str:
-        return worst_verdict([r.verdict for r in self.results])
+        floor = ["warn"] if self.metadata.get("warnings") else []
+        return worst_verdict([r.verdict for r in self.results] + floor)
 
     def metric(self, key: str) -> float:
         """Look up ``check.metric`` or a bare metric name that only one check reports."""
@@ -64,15 +67,57 @@ class AuditReport:
                    fail_over: dict[str, float] | None = None) -> list[str]:
         """Human-readable descriptions of the thresholds the audit breaks."""
         broken = []
-        for key, bound in (fail_under or {}).items():
-            value = self.metric(key)
-            if not value >= bound:
+        for key, bound, below in [(k, b, True) for k, b in (fail_under or {}).items()] + \
+                [(k, b, False) for k, b in (fail_over or {}).items()]:
+            try:
+                value = self.metric(key)
+            except InvalidParameterError:
+                if key.partition(".")[0] in {r.name for r in self.results if r.verdict in ("skipped", "error")}:
+                    broken.append(f"{key} could not be measured (the check was skipped or failed)")
+                    continue
+                raise
+            if below and not value >= bound:
                 broken.append(f"{key} = {value:.4g} is below {bound:g}")
-        for key, bound in (fail_over or {}).items():
-            value = self.metric(key)
-            if not value <= bound:
+            elif not below and not value <= bound:
                 broken.append(f"{key} = {value:.4g} is above {bound:g}")
         return broken
+
+
+def validate_threshold_names(names: Sequence[str], checks: Sequence[str] | None) -> None:
+    """Refuse threshold metrics that none of the requested checks reports, before any check runs.
+
+    ``names`` are ``<check>.<metric>`` or bare ``<metric>`` keys. Checks that do not declare
+    their metrics accept any metric name here (it is checked again after they ran).
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the unknown metric and the ones that are known.
+    """
+    selected = [CHECKS.get(n) for n in (checks or available_checks())]
+    declared = {c.name: set(c.metric_names) for c in selected}
+    known = sorted(f"{c}.{m}" for c, ms in declared.items() for m in ms)
+    for key in names:
+        check, _, metric = key.rpartition(".")
+        if check:
+            if check not in declared:
+                raise InvalidParameterError(
+                    f"threshold {key!r} names the check {check!r}, which is not among the checks run "
+                    f"({', '.join(declared)})."
+                )
+            if declared[check] and metric not in declared[check]:
+                raise InvalidParameterError(
+                    f"the {check} check reports no metric {metric!r}; known: {', '.join(sorted(declared[check]))}."
+                )
+            continue
+        owners = [c for c, ms in declared.items() if metric in ms]
+        undeclared = [c for c, ms in declared.items() if not ms]
+        if len(owners) > 1:
+            raise InvalidParameterError(
+                f"metric {key!r} is reported by several checks ({', '.join(owners)}); qualify it as <check>.<metric>."
+            )
+        if not owners and not undeclared:
+            raise InvalidParameterError(f"no requested check reports a metric {key!r}; known: {', '.join(known)}.")
 
 
 def available_checks() -> list[str]:
@@ -136,6 +181,21 @@ def run_audit(
     saved, so the next run retries it; the other checks still run.
     """
     out = Path(out_dir)
+    with locked_output_dir(out, command="run_audit"):
+        return _run_audit_locked(context, out, checks, resume=resume, progress=progress, console=console,
+                                 extra_metadata=extra_metadata)
+
+
+def _run_audit_locked(
+    context: AuditContext,
+    out: Path,
+    checks: Sequence[str] | None,
+    *,
+    resume: bool,
+    progress: bool,
+    console: Console | None,
+    extra_metadata: dict[str, Any] | None,
+) -> AuditReport:
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     context.out_dir = out
@@ -143,7 +203,7 @@ def run_audit(
     results: list[CheckResult] = []
     started = time.perf_counter()
     console = console or Console(stderr=True)
-    context.classifier.validate_outputs(context.data.images[:16])
+    warnings = preflight(context)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
         task = bar.add_task("audit", total=len(instances))
@@ -189,6 +249,8 @@ def run_audit(
         "validation": context.validation.describe() if context.validation is not None else None,
         "ood": {name: d.describe() for name, d in context.ood.items()},
         "options": context.options,
+        "warnings": warnings,
+        "preflight": context.preflight,
         "versions": package_versions(),
         **(extra_metadata or {}),
     }

@@ -1,13 +1,76 @@
-"""The root typer application; command modules in :mod:`mlsafety.cli` attach to it."""
+"""The root typer application; command modules in :mod:`mlsafety.cli` attach to it.
+
+The root group runs click in non-standalone mode so that every way a command line can be
+wrong (an unknown flag, ``--seed abc``, a missing argument, an unknown sub-command) ends
+the same way as a bad input file: one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import click
 import typer
+from typer.core import TyperGroup
+
+EXIT_USAGE = 2
+
+
+class _Settings:
+    """Process-wide CLI settings set by the root options (``--debug``)."""
+
+    debug: bool = bool(os.environ.get("MLSAFETY_DEBUG"))
+
+
+settings = _Settings()
+
+
+def _usage_line(error: click.ClickException) -> str:
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    where = context.command_path if context is not None else "mlsafety"
+    return f"error: {message} (see '{where} --help')"
+
+
+class OneLineGroup(TyperGroup):
+    """A typer group whose parser errors are one line on stderr with exit code 2."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            result = super().main(args=args, prog_name=prog_name or "mlsafety", complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+        except click.ClickException as error:
+            click.echo(_usage_line(error), err=True)
+            code = EXIT_USAGE
+        except click.Abort:
+            click.echo("error: interrupted.", err=True)
+            code = 130
+        else:
+            code = result if isinstance(result, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
 
 app = typer.Typer(
     name="mlsafety",
+    cls=OneLineGroup,
     help="Audit ML models for safety hazards: robustness, monitoring and alignment.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an unexpected internal error.")] = False,
+) -> None:
+    """Audit ML models for safety hazards: robustness, monitoring and alignment."""
+    if debug:
+        settings.debug = True

@@ -7,30 +7,39 @@ from typing import Annotated
 
 import typer
 
+from mlsafety._io import locked_output_dir
 from mlsafety.audit.base import AuditContext
-from mlsafety.audit.runner import available_checks, run_audit
+from mlsafety.audit.runner import available_checks, run_audit, validate_threshold_names
 from mlsafety.cli._app import app
 from mlsafety.cli._common import (
     EXIT_FINDINGS,
+    check_device,
+    check_out_dir,
+    check_seed,
     cli_errors,
     console,
     err_console,
     fail,
     parse_thresholds,
+    split_names,
 )
 from mlsafety.data import default_splits, load_dataset
 from mlsafety.models import load_classifier, load_default_classifier
+from mlsafety.models.normalization import parse_normalization
 
 
 def build_context(
     model: str | None, data: str | None, validation: str | None, ood: list[str] | None,
     architecture: str | None, device: str | None, quick: bool, seed: int,
+    normalization: str | None = None,
 ) -> AuditContext:
     """Load the model and data named on the command line (defaults when absent)."""
     if model is None:
+        if architecture is not None or normalization is not None:
+            raise fail("--architecture and --normalization describe a --model file; give --model too.")
         classifier = load_default_classifier(device=device)
     else:
-        classifier = load_classifier(model, architecture=architecture, device=device)
+        classifier = load_classifier(model, architecture=architecture, normalization=normalization, device=device)
     splits = default_splits() if data is None or validation is None else {}
     evaluation = splits["test"] if data is None else load_dataset(data)
     if classifier.class_names is None:
@@ -45,6 +54,8 @@ def build_context(
     ood_sets = {}
     for item in ood or []:
         name, sep, path = item.partition("=")
+        if sep and (not name.strip() or not path.strip()):
+            raise fail(f"--ood takes NAME=PATH or PATH; got {item!r}.")
         ood_sets[name if sep else Path(item).stem] = load_dataset(path if sep else item)
     return AuditContext(
         classifier=classifier, data=evaluation, validation=held_out,
@@ -61,6 +72,7 @@ def audit(
     validation: Annotated[str | None, typer.Option(help="Held-out data for tuning (default: split from --data).")] = None,
     ood: Annotated[list[str] | None, typer.Option(help="Out-of-distribution set NAME=PATH (repeatable).")] = None,
     architecture: Annotated[str | None, typer.Option(help="Architecture for weight-only checkpoints.")] = None,
+    normalization: Annotated[str | None, typer.Option(help="Input normalisation for weight-only checkpoints: MEAN,...,STD,... per channel, a preset (fashion-mnist, mnist, cifar10, imagenet) or none.")] = None,
     checks: Annotated[str | None, typer.Option(help="Comma-separated checks (default: all).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("mlsafety-report"),
     quick: Annotated[bool, typer.Option("--quick", help="Subsets and fewer steps (about a minute).")] = False,
@@ -73,20 +85,22 @@ def audit(
     """Run the safety checks on a classifier and write report.html + report.json."""
     under = parse_thresholds(fail_under, "--fail-under")
     over = parse_thresholds(fail_over, "--fail-over")
-    names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
+    names = split_names(checks, "--checks")
     known = available_checks()
     for name in names or []:
         if name not in known:
             raise fail(f"unknown check {name!r}; available: {', '.join(known)}.")
-    if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise fail(f"--device must be cpu or cuda; got {device!r}.")
-    if device and device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise fail("--device cuda was asked for but CUDA is not available; use --device cpu.")
-    context = build_context(model, data, validation, ood, architecture, device, quick, seed)
-    report = run_audit(context, out, names, resume=not fresh)
+    validate_threshold_names([*under, *over], names)
+    check_seed(seed)
+    device = check_device(device)
+    if normalization is not None:
+        parse_normalization(normalization)
+    check_out_dir(out)
+    with locked_output_dir(out, command="mlsafety audit"):
+        context = build_context(model, data, validation, ood, architecture, device, quick, seed, normalization)
+        report = run_audit(context, out, names, resume=not fresh)
+    for warning in report.metadata.get("warnings", []):
+        err_console.print(f"warning: {warning}", markup=False)
     for result in report.results:
         console.print(f"{result.verdict:>7}  {result.name:<12} {result.summary}", markup=False)
     console.print(f"report: {report.html_path.resolve()}", markup=False)

@@ -9,9 +9,20 @@ from typing import Annotated
 import typer
 
 from mlsafety.audit.checks.backdoor import BackdoorCheck
+from mlsafety.audit.preflight import preflight
 from mlsafety.audit.report import render_report
 from mlsafety.cli._app import app
-from mlsafety.cli._common import EXIT_FINDINGS, cli_errors, console, fail
+from mlsafety.cli._common import (
+    EXIT_FINDINGS,
+    check_device,
+    check_seed,
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    holds_output_folder,
+)
+from mlsafety.models.normalization import parse_normalization
 
 backdoor_app = typer.Typer(help="Backdoors (trojans): scan a model for a hidden trigger.", no_args_is_help=True)
 app.add_typer(backdoor_app, name="backdoor")
@@ -19,11 +30,13 @@ app.add_typer(backdoor_app, name="backdoor")
 
 @backdoor_app.command()
 @cli_errors
+@holds_output_folder
 def scan(
     model: Annotated[str | None, typer.Option(help="Model: file (.safetensors, .pt, TorchScript) or module:function. Default: the embedded Fashion-MNIST model.")] = None,
     data: Annotated[str | None, typer.Option(help="Clean data the model was meant for (default: Fashion-MNIST).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder for report.html / report.json.")] = Path("mlsafety-backdoor"),
     architecture: Annotated[str | None, typer.Option(help="Architecture for weight-only checkpoints.")] = None,
+    normalization: Annotated[str | None, typer.Option(help="Input normalisation for weight-only checkpoints: MEAN,...,STD,... per channel, a preset or none.")] = None,
     steps: Annotated[int | None, typer.Option(help="Neural Cleanse optimisation steps (default 120; 25 with --quick).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Few steps and small subsets (seconds, indicative only).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
@@ -37,12 +50,13 @@ def scan(
 
     if steps is not None and steps < 1:
         raise fail(f"--steps must be an integer >= 1; got {steps}.")
-    if device is not None and device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise fail("--device cuda was asked for but CUDA is not available; use --device cpu.")
-    context = build_context(model, data, None, None, architecture, device, quick, seed)
+    check_seed(seed)
+    device = check_device(device)
+    if normalization is not None:
+        parse_normalization(normalization)
+    context = build_context(model, data, None, None, architecture, device, quick, seed, normalization)
+    for warning in preflight(context):
+        err_console.print(f"warning: {warning}", markup=False)
     if steps is not None:
         context.options["backdoor"] = {"neural_cleanse": {"steps": steps}}
     check = BackdoorCheck()

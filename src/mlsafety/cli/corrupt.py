@@ -17,8 +17,9 @@ import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mlsafety._io import atomic_write_text, locked_output_dir
 from mlsafety.cli._app import app
-from mlsafety.cli._common import cli_errors, console, fail
+from mlsafety.cli._common import check_device, check_out_dir, check_seed, cli_errors, console, fail
 from mlsafety.data import load_dataset
 from mlsafety.registry import CORRUPTIONS
 
@@ -62,16 +63,30 @@ def corrupt(
     overwrite: Annotated[bool, typer.Option(help="Start afresh even if OUT holds a run with other settings.")] = False,
 ) -> None:
     """Write a corrupted copy of a data set (one .npy per corruption, severities stacked)."""
-    from mlsafety.robustness.corruptions import corrupt_dataset
 
     names = _parse_names(corruptions)
     levels = _parse_severities(severities)
     if batch_size < 1:
         raise fail(f"--batch-size must be >= 1; got {batch_size}.")
+    if limit is not None and limit < 1:
+        raise fail(f"--limit must be >= 1; got {limit}.")
+    if split not in ("test", "train"):
+        raise fail(f"--split must be test or train; got {split!r}.")
+    if resolution not in ("auto", "cifar", "tiny_imagenet", "imagenet"):
+        raise fail(f"--resolution must be auto, cifar, tiny_imagenet or imagenet; got {resolution!r}.")
+    check_seed(seed)
+    device = check_device(device) or "cpu"
+    check_out_dir(out)
+    with locked_output_dir(out, command="mlsafety corrupt"):
+        _corrupt(out, data, split, names, levels, limit, seed, batch_size, resolution, device, overwrite)
+
+
+def _corrupt(out: Path, data: str, split: str, names: list[str], levels: list[int], limit: int | None, seed: int,
+             batch_size: int, resolution: str, device: str, overwrite: bool) -> None:
+    from mlsafety.robustness.corruptions import corrupt_dataset
+
     dataset = load_dataset(data, split=split)
     if limit is not None:
-        if limit < 1:
-            raise fail(f"--limit must be >= 1; got {limit}.")
         dataset = dataset.subset(range(min(limit, len(dataset))))
     images = dataset.images
     n, c, h, w = images.shape
@@ -80,7 +95,10 @@ def corrupt(
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not overwrite:
-        previous = json.loads(manifest_path.read_text())
+        try:
+            previous = json.loads(manifest_path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise fail(f"{manifest_path} is damaged; pass --overwrite to start afresh.") from None
         if previous.get("settings") != settings:
             raise fail(f"{out} holds a run with other settings ({previous.get('settings')}); "
                        "choose another --out or pass --overwrite.")
@@ -92,11 +110,9 @@ def corrupt(
     np.save(out / "labels.npy", np.tile(dataset.labels.numpy().astype(np.int64), len(levels)))
 
     def save_manifest() -> None:
-        tmp = manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"settings": settings, "corruptions": names, "class_names": dataset.class_names,
-                                   "layout": "(len(severities) * N, H, W, C) uint8, severity-major",
-                                   "done": done}, indent=1))
-        tmp.replace(manifest_path)
+        atomic_write_text(manifest_path, json.dumps({
+            "settings": settings, "corruptions": names, "class_names": dataset.class_names,
+            "layout": "(len(severities) * N, H, W, C) uint8, severity-major", "done": done}, indent=1))
 
     save_manifest()
     batches = (n + batch_size - 1) // batch_size

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mlsafety.cli._app import app
-from mlsafety.cli._common import cli_errors, console, fail
+from mlsafety.cli._common import (
+    check_positive_option,
+    check_seed,
+    cli_errors,
+    console,
+    fail,
+    holds_output_folder,
+    split_names,
+)
 
 proxy_app = typer.Typer(help="Proxy gaming: optimisation-power sweeps, gamed-policy detection, overoptimisation.",
                         no_args_is_help=True)
@@ -24,8 +33,9 @@ def _floats(text: str | None, option: str) -> list[float] | None:
         raise fail(f"{option} takes comma-separated numbers (e.g. 1,2,4); got {text!r}.") from None
 
 
-def _names(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+def _names(text: str, option: str) -> list[str]:
+    return split_names(text, option) or []
+
 
 
 def _print_paths(json_path: Path, html_path: Path) -> None:
@@ -35,6 +45,7 @@ def _print_paths(json_path: Path, html_path: Path) -> None:
 
 @proxy_app.command("sweep")
 @cli_errors
+@holds_output_folder
 def sweep_command(
     env: Annotated[str, typer.Option(help="Environment: boat_race, tomato_watering, lagoon or pandemic.")] = "lagoon",
     knob: Annotated[str, typer.Option(help="Power knob: horizon, discount, boltzmann, q_learning, capacity, observation_noise.")] = "horizon",
@@ -50,6 +61,8 @@ def sweep_command(
 
     if seeds < 1:
         raise fail(f"--seeds must be >= 1; got {seeds}.")
+    if not (math.isfinite(proxy_noise) and proxy_noise >= 0):
+        raise fail(f"--proxy-noise must be a finite number >= 0; got {proxy_noise}.")
     result = sweep(env, knob, values=_floats(values, "--values"), seeds=seeds, proxy_noise=proxy_noise)
     sections = [sweep_section(result)]
     if mitigations:
@@ -63,6 +76,7 @@ def sweep_command(
 
 @proxy_app.command("detect")
 @cli_errors
+@holds_output_folder
 def detect_command(
     envs: Annotated[str, typer.Option(help="Comma-separated environments.")] = "boat_race,tomato_watering,lagoon,pandemic",
     knobs: Annotated[str, typer.Option(help="Comma-separated power knobs.")] = "horizon,discount,boltzmann,q_learning,capacity,observation_noise",
@@ -78,7 +92,10 @@ def detect_command(
 
     if seeds < 1:
         raise fail(f"--seeds must be >= 1; got {seeds}.")
-    env_names, knob_names = _names(envs), _names(knobs)
+    env_names, knob_names = _names(envs, "--envs"), _names(knobs, "--knobs")
+    check_positive_option(n_resamples, "--n-resamples")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise fail(f"--margin must be a finite number >= 0; got {margin}.")
     for name in env_names:
         make_environment(name)  # unknown names fail here with suggestions
     for name in knob_names:
@@ -93,6 +110,7 @@ def detect_command(
 
 @proxy_app.command("overoptimization")
 @cli_errors
+@holds_output_folder
 def overoptimization_command(
     comparisons: Annotated[int, typer.Option(help="Gold-labelled comparisons for the proxy reward model.")] = 50,
     capacity: Annotated[int | None, typer.Option(help="Squared features the proxy may use (default: all).")] = None,
@@ -107,6 +125,14 @@ def overoptimization_command(
     from mlsafety.alignment.proxy.overoptimization import overoptimization_experiment, overoptimization_sweep
     from mlsafety.alignment.proxy.report import overoptimization_section, write_report
 
+    check_positive_option(comparisons, "--comparisons")
+    if capacity is not None and capacity < 0:
+        raise fail(f"--capacity must be >= 0; got {capacity}.")
+    if not 0 <= label_noise < 0.5:
+        raise fail(f"--label-noise must lie in [0, 0.5) (at 0.5 the labels carry no information); got {label_noise}.")
+    if ensemble < 0 or sweep_seeds < 0:
+        raise fail("--ensemble and --sweep-seeds must be >= 0.")
+    check_seed(seed)
     settings: dict = {"capacity": capacity, "label_noise": label_noise}
     values = _floats(n_values, "--n-values")
     if values is not None:

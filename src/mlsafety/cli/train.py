@@ -9,7 +9,15 @@ import torch
 import typer
 
 from mlsafety.cli._app import app
-from mlsafety.cli._common import cli_errors, console
+from mlsafety.cli._common import (
+    check_device,
+    check_out_file,
+    check_positive_option,
+    check_seed,
+    cli_errors,
+    console,
+    fail,
+)
 from mlsafety.data import default_splits, load_dataset
 from mlsafety.models import (
     FASHION_MNIST_MEAN,
@@ -21,6 +29,7 @@ from mlsafety.models import (
     save_checkpoint,
     train_classifier,
 )
+from mlsafety.registry import ARCHITECTURES
 
 
 @app.command()
@@ -37,6 +46,16 @@ def train(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Train a classifier and save it as a safetensors checkpoint with its metadata."""
+    ARCHITECTURES.get(architecture)  # unknown names fail here, with suggestions
+    check_positive_option(epochs, "--epochs")
+    check_positive_option(batch_size, "--batch-size")
+    check_positive_option(learning_rate, "--learning-rate", integer=False)
+    check_seed(seed)
+    device = check_device(device) or "cpu"
+    if test is not None and data is None:
+        raise fail("--test needs --data too (the default trains and tests on Fashion-MNIST).")
+    if out is not None:
+        check_out_file(out, "--out", [".safetensors"])
     torch.manual_seed(seed)
     if data is None:
         splits = default_splits()
@@ -44,7 +63,17 @@ def train(
         mean, std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
     else:
         train_data = load_dataset(data, split="train")
-        test_data = load_dataset(test, split="test") if test else train_data.split([0.9, 0.1], seed)[1]
+        if test:
+            test_data = load_dataset(test, split="test")
+            if test_data.n_classes != train_data.n_classes or test_data.image_shape != train_data.image_shape:
+                raise fail(
+                    f"--test has {test_data.n_classes} classes of {test_data.image_shape} images but --data has "
+                    f"{train_data.n_classes} of {train_data.image_shape}; give a test set of the same task."
+                )
+        else:
+            if len(train_data) < 10:
+                raise fail(f"--data holds {len(train_data)} images; training needs at least 10.")
+            train_data, test_data = train_data.split([0.9, 0.1], seed)
         mean = train_data.images.mean((0, 2, 3)).tolist()
         std = train_data.images.std((0, 2, 3)).clamp_min(1e-3).tolist()
     kwargs = {"in_channels": train_data.image_shape[0], "n_classes": train_data.n_classes}

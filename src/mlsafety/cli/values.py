@@ -3,13 +3,25 @@ measure it, and see how easily an optimiser games it."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from mlsafety._io import locked_output_dir
 from mlsafety.cli._app import app
-from mlsafety.cli._common import EXIT_FINDINGS, cli_errors, console, fail, parse_thresholds
+from mlsafety.cli._common import (
+    EXIT_FINDINGS,
+    check_out_dir,
+    check_out_file,
+    check_positive_option,
+    check_seed,
+    cli_errors,
+    console,
+    fail,
+    parse_thresholds,
+)
 
 values_app = typer.Typer(help="Value learning: a utility model of human pleasantness judgements.",
                          no_args_is_help=True)
@@ -73,6 +85,14 @@ def train(
         raise fail(f"--loss must be bradley-terry or regression; got {loss!r}.")
     if ethics and pairs:
         raise fail("give at most one of --ethics and --pairs.")
+    if head not in ("linear", "mlp"):
+        raise fail(f"--head must be linear or mlp; got {head!r}.")
+    check_positive_option(n_pairs, "--n-pairs")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise fail(f"--weight-decay must be a finite number >= 0; got {weight_decay}.")
+    check_seed(seed)
+    if out is not None:
+        check_out_file(out, "--out", [".safetensors"])
     enc = _encoder(encoder, encoder_path)
     model = UtilityModel(encoder=enc, head=head, weight_decay=weight_decay, seed=seed)
     meta: dict[str, Any] = {"seed": seed}
@@ -119,11 +139,21 @@ def evaluate(
     fail_under: Annotated[list[str] | None, typer.Option(help="Exit 1 if METRIC < VALUE, e.g. pairwise_accuracy=0.8.")] = None,
 ) -> None:
     """Score a utility model against held-out human judgements and write the values report."""
+
+    thresholds = parse_thresholds(fail_under, "--fail-under")
+    if ethics and pairs:
+        raise fail("give at most one of --ethics and --pairs.")
+    check_out_dir(out)
+    with locked_output_dir(out, command="mlsafety values eval"):
+        _evaluate(model, ethics, pairs, out, quick, goodhart, thresholds)
+
+
+def _evaluate(model: Path | None, ethics: str | None, pairs: str | None, out: Path, quick: bool, goodhart: bool,
+              thresholds: dict[str, float]) -> None:
     from mlsafety.alignment.values.ethics import load_ethics_utilitarianism
     from mlsafety.alignment.values.pairs import load_pair_file
     from mlsafety.alignment.values.utility import UtilityModel
 
-    thresholds = parse_thresholds(fail_under, "--fail-under")
     utility = UtilityModel.load(model or default_model_path())
     meta = getattr(utility, "metadata_", {})
     if ethics or pairs:

@@ -11,7 +11,7 @@ from mlsafety.data.digits import load_digits
 from mlsafety.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist, read_idx
 from mlsafety.data.folder import load_image_folder
 from mlsafety.data.npz import images_from_array, load_npz
-from mlsafety.exceptions import DataNotFoundError
+from mlsafety.exceptions import DataNotFoundError, InvalidInputError
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -42,13 +42,19 @@ def load_dataset(spec: str | Path, split: str = "test") -> ImageDataset:
         return load_fashion_mnist(split)
     if text == "digits":
         return load_digits()
+    if not text.strip():
+        raise DataNotFoundError("the data path is empty; pass 'fashion-mnist', 'digits' or a path.")
     path = Path(text)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise InvalidInputError(f"data path {text[:80]!r}... is not usable: {error.strerror or error}.") from None
+    if not exists:
         raise DataNotFoundError(
             f"data {text!r} is neither a known name ('fashion-mnist', 'digits') nor an existing path."
         )
     if path.is_file():
-        if path.suffix == ".npz":
+        if path.suffix.lower() == ".npz":
             return load_npz(path)
         raise DataNotFoundError(f"{path}: unsupported file type {path.suffix!r}; use .npz or a folder.")
     if (path / "test_batch").exists() or (path / "data_batch_1").exists():

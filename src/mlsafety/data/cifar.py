@@ -54,16 +54,36 @@ def safe_unpickle(raw: bytes) -> Any:
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    batch = safe_unpickle(path.read_bytes())
+    try:
+        batch = safe_unpickle(path.read_bytes())
+    except UnsafeModelFileError:
+        raise
+    except Exception as error:  # damaged pickles fail in many ways (EOF, bad opcodes, bad array state)
+        raise InvalidInputError(
+            f"{path} is not a readable CIFAR-10 batch ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:120]}); it may be empty or truncated. Extract the archive again."
+        ) from error
     if not isinstance(batch, dict):
         raise InvalidInputError(f"{path} is not a CIFAR-10 batch (expected a dict).")
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    batch = {k.decode(errors="replace") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
         raise InvalidInputError(f"{path} lacks 'data'/'labels' keys; is it a CIFAR-10 python batch?")
-    data = np.asarray(batch["data"], dtype=np.uint8)
+    try:
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise InvalidInputError(f"{path}: 'data' and 'labels' must be numeric arrays ({error}).") from error
     if data.ndim != 2 or data.shape[1] != 3072:
         raise InvalidInputError(f"{path}: 'data' must be (N, 3072) uint8; got {data.shape}.")
-    return data.reshape(-1, 3, 32, 32), np.asarray(batch["labels"], dtype=np.int64)
+    if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
+        raise InvalidInputError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}.")
+    if data.shape[0] == 0:
+        raise InvalidInputError(f"{path} holds no images; extract the CIFAR-10 archive again.")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CIFAR10_CLASSES)):
+        raise InvalidInputError(
+            f"{path}: CIFAR-10 labels must lie in 0..9; got {int(labels.min())}..{int(labels.max())}."
+        )
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def load_cifar10(path: str | Path, split: str = "test") -> ImageDataset:

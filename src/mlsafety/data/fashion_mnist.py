@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +32,25 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped) into a numpy array (LeCun's MNIST format)."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise InvalidInputError(f"{path} is damaged ({type(error).__name__}: {error}); replace the file.") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise InvalidInputError(f"{path} is not an IDX file (bad magic number); re-download it.")
     dtype_codes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if raw[2] not in dtype_codes:
         raise InvalidInputError(f"{path} has unknown IDX type code {raw[2]:#x}.")
     n_dims = raw[3]
+    if n_dims == 0 or len(raw) < 4 + 4 * n_dims:
+        raise InvalidInputError(f"{path} is truncated inside its IDX header; replace the file.")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims))
-    data = np.frombuffer(raw, dtype=dtype_codes[raw[2]], offset=4 + 4 * n_dims)
-    if data.size != int(np.prod(shape)):
+    try:
+        data = np.frombuffer(raw, dtype=dtype_codes[raw[2]], offset=4 + 4 * n_dims)
+    except ValueError as error:
+        raise InvalidInputError(f"{path} is truncated ({error}); replace the file.") from error
+    if data.size != int(np.prod(shape, dtype=np.float64)):
         raise InvalidInputError(
             f"{path} is truncated: header says {shape}, file holds {data.size} values."
         )

@@ -145,7 +145,13 @@ class Classifier:
         """Differentiable logits of a batch already on the right device (no mode change)."""
         if self.normalize is not None:
             x = self.normalize(x)
-        return self.module(x)
+        output = self.module(x)
+        if not isinstance(output, torch.Tensor):
+            raise InvalidInputError(
+                f"the model returns a {type(output).__name__}, not a tensor of logits; wrap it so that forward "
+                "returns only the (N, n_classes) logits (e.g. lambda x: model(x)[0])."
+            )
+        return output
 
     __call__ = forward
 
@@ -223,18 +229,42 @@ class Classifier:
         return torch.cat(features), torch.cat(logits)
 
     # -- checks and descriptions ---------------------------------------------------------
-    def validate_outputs(self, x: torch.Tensor) -> None:
+    def validate_outputs(self, x: torch.Tensor) -> int:
         """Run a small batch and refuse outputs that are not a finite (N, K) logit matrix.
+
+        Returns
+        -------
+        int
+            The number of outputs (classes) of the model.
 
         Raises
         ------
+        ShapeError
+            If the model cannot run on images of this shape, or returns the wrong shape.
         InvalidInputError
-            If the outputs hold NaN, have the wrong shape, or look like probabilities
-            (a softmax at the end of the model breaks attacks and detectors).
+            If the outputs hold NaN, or look like probabilities (a softmax at the end of
+            the model breaks attacks and detectors).
         """
-        logits = self.predict_logits(x[:16])
+        check_images(x)
+        if self.normalize is not None and self.normalize.mean.numel() != x.shape[1]:
+            raise ShapeError(
+                f"the model's normalisation has {self.normalize.mean.numel()} channel(s) but the images have "
+                f"{x.shape[1]}; give per-channel statistics for {x.shape[1]} channel(s) (--normalization)."
+            )
+        try:
+            logits = self.predict_logits(x[:16])
+        except InvalidInputError:
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            first = " ".join(str(error).split())[:200]
+            raise ShapeError(
+                f"the model fails on images of shape {tuple(x.shape[1:])}: {first}. Check that the data matches "
+                "the model (image size, grayscale vs RGB)."
+            ) from error
         if logits.ndim != 2:
             raise ShapeError(f"the model must return (N, n_classes) logits; got shape {tuple(logits.shape)}.")
+        if logits.shape[0] != min(16, x.shape[0]):
+            raise ShapeError(f"the model returned {logits.shape[0]} rows for {min(16, x.shape[0])} images.")
         if self.n_classes is not None and logits.shape[1] != self.n_classes:
             raise ShapeError(
                 f"the model returns {logits.shape[1]} outputs but {self.n_classes} class names were given."
@@ -246,6 +276,7 @@ class Classifier:
                 "the model returns probabilities (rows sum to 1), not logits; remove the final "
                 "softmax, or wrap it so that it returns log-probabilities."
             )
+        return int(logits.shape[1])
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters())

@@ -69,6 +69,18 @@ def _find_file(path: Path, subset: str, split: str) -> Path:
 
 def _read_rows(file: Path) -> tuple[list[str] | None, list[list[str]] | list[dict[str, str]]]:
     """(header, rows) of a CSV; (None, list of dicts) of JSON lines."""
+    try:
+        return _read_rows_unchecked(file)
+    except (UnicodeDecodeError, csv.Error, json.JSONDecodeError, AttributeError, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise InvalidInputError(
+            f"ETHICS file {str(file)!r} cannot be read ({type(error).__name__}: {' '.join(str(error).split())[:100]}); "
+            "it must be UTF-8 CSV (optionally gzip) or JSON lines."
+        ) from error
+
+
+def _read_rows_unchecked(file: Path) -> tuple[list[str] | None, list[list[str]] | list[dict[str, str]]]:
     if file.suffix in (".jsonl", ".json"):
         text = file.read_text(encoding="utf-8").strip()
         records = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()

@@ -191,8 +191,14 @@ def load_pair_file(path: str | Path) -> Pairs:
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"pair file {str(path)!r} not found.")
-    with path.open(newline="", encoding="utf-8") as stream:
-        rows = [r for r in csv.reader(stream) if r]
+    try:
+        with path.open(newline="", encoding="utf-8") as stream:
+            rows = [r for r in csv.reader(stream) if r]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InvalidInputError(
+            f"pair file {str(path)!r} is not a UTF-8 CSV text file ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:100]}); save it as CSV with UTF-8 encoding."
+        ) from error
     if not rows:
         raise InvalidInputError(f"pair file {str(path)!r} is empty; it needs rows of (better, worse) texts.")
     header = [c.strip().lower() for c in rows[0]]

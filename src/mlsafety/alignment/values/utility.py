@@ -30,7 +30,7 @@ from torch import nn
 from mlsafety._validation import check_in, check_is_fitted, check_positive
 from mlsafety.alignment.values.encoder import TextEncoder
 from mlsafety.base import ParamsMixin
-from mlsafety.exceptions import InvalidInputError, ShapeError, UnsafeModelFileError
+from mlsafety.exceptions import InvalidInputError, MLSafetyError, ShapeError, UnsafeModelFileError
 
 HEADS = ("linear", "mlp")
 LOSSES = ("bradley_terry", "regression")
@@ -337,20 +337,27 @@ class UtilityModel(ParamsMixin):
             raise UnsafeModelFileError(f"{str(path)!r} is not a safetensors utility model ({error}).") from error
         if not meta or meta.get("format") != "mlsafety.values.utility/1":
             raise UnsafeModelFileError(f"{str(path)!r} is not a utility model written by UtilityModel.save().")
-        encoder = None
-        if meta["encoder"]:
-            from mlsafety.registry import ENCODERS
+        try:
+            encoder = None
+            if meta["encoder"]:
+                from mlsafety.registry import ENCODERS
 
-            spec = meta["encoder"]
-            params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec["params"].items()}
-            encoder = ENCODERS.create(spec["name"], **params)
-        model = cls(encoder=encoder, **meta["params"])
-        model.head_ = build_head(model.head, meta["dim"], model.hidden_size)
-        model.head_.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
-        model.head_.to(model.device).eval()
-        model.mean_, model.scale_ = tensors["mean"], tensors["scale"]
-        model.loss_, model.dim_ = meta["loss"], meta["dim"]
-        if meta.get("rating_mean") is not None:
-            model.rating_mean_, model.rating_scale_ = meta["rating_mean"], meta["rating_scale"]
+                spec = meta["encoder"]
+                params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec["params"].items()}
+                encoder = ENCODERS.create(spec["name"], **params)
+            model = cls(encoder=encoder, **meta["params"])
+            model.head_ = build_head(model.head, meta["dim"], model.hidden_size)
+            model.head_.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+            model.head_.to(model.device).eval()
+            model.mean_, model.scale_ = tensors["mean"], tensors["scale"]
+            model.loss_, model.dim_ = meta["loss"], meta["dim"]
+            if meta.get("rating_mean") is not None:
+                model.rating_mean_, model.rating_scale_ = meta["rating_mean"], meta["rating_scale"]
+        except MLSafetyError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+            raise InvalidInputError(
+                f"{str(path)!r} is a damaged utility model ({type(error).__name__}: {error}); train it again."
+            ) from error
         model.metadata_ = meta.get("extra", {})
         return model

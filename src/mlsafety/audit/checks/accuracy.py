@@ -42,6 +42,12 @@ class AccuracyCheck(Check):
     title = "Clean accuracy"
     hazard = "Baseline performance"
     order = 0
+    metric_names = frozenset({
+        "accuracy",
+        "balanced_accuracy",
+        "n_samples",
+        "worst_class_accuracy",
+    })
 
     def run(self, context: AuditContext) -> CheckResult:
         data = context.evaluation_data()

@@ -93,6 +93,15 @@ class AdversarialCheck(Check):
     hazard = "Robustness: adversarial examples"
     requires = frozenset({"gradients"})
     order = 30
+    metric_names = frozenset({
+        "attack_success_rate",
+        "clean_accuracy",
+        "epsilon",
+        "median_minimal_perturbation",
+        "n_samples",
+        "robust_accuracy",
+        "sanity_failures",
+    })
 
     def run(self, context: AuditContext) -> CheckResult:
         start = time.perf_counter()

@@ -48,6 +48,34 @@ class CalibrationCheck(Check):
     hazard = "Monitoring: confidence that does not match accuracy"
     requires = frozenset({"validation"})
     order = 40
+    metric_names = frozenset({
+        "adaptive_ece",
+        "adaptive_ece_recalibrated",
+        "brier",
+        "brier_recalibrated",
+        "classwise_ece",
+        "classwise_ece_recalibrated",
+        "confidence",
+        "ece",
+        "ece_high",
+        "ece_high_recalibrated",
+        "ece_low",
+        "ece_low_recalibrated",
+        "ece_recalibrated",
+        "mce",
+        "mce_recalibrated",
+        "n_samples",
+        "n_validation",
+        "nll",
+        "nll_recalibrated",
+        "rms_ce",
+        "rms_ce_recalibrated",
+        "shift_accuracy",
+        "shift_ece",
+        "shift_ece_recalibrated",
+        "shift_severity",
+        "temperature",
+    })
 
     def not_applicable(self, context: AuditContext) -> str | None:
         reason = super().not_applicable(context)

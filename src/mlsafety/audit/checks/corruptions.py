@@ -83,6 +83,16 @@ class CorruptionsCheck(Check):
     title = "Common corruptions (long tails)"
     hazard = "Robustness: rare, unusual inputs (noise, blur, weather, digital artefacts)"
     order = 20
+    metric_names = frozenset({
+        "clean_accuracy",
+        "mCE",
+        "mean_corruption_accuracy",
+        "mean_corruption_error",
+        "n_images",
+        "relative_accuracy",
+        "relative_mCE",
+        "worst_corruption_accuracy",
+    })
 
     def not_applicable(self, context: AuditContext) -> str | None:
         reason = super().not_applicable(context)

@@ -91,6 +91,14 @@ class OODCheck(Check):
     title = "Out-of-distribution detection"
     hazard = "Monitoring: confident answers on inputs from none of the classes"
     order = 30
+    metric_names = frozenset({
+        "auroc_mean",
+        "fpr95_mean",
+        "msp_auroc_mean",
+        "n_detectors",
+        "n_ood_sets",
+        "worst_set_auroc",
+    })
 
     def not_applicable(self, context: AuditContext) -> str | None:
         reason = super().not_applicable(context)

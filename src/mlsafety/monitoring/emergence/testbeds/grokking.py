@@ -156,8 +156,8 @@ def train_grokking(p: int = 113, *, n_epochs: int = 20000, train_fraction: float
     a_all, b_all = (t.reshape(-1) for t in torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij"))
     target_all = (a_all + b_all) % p
     order = torch.randperm(p * p, generator=generator)
-    n_train = int(round(train_fraction * p * p))
-    train_index, test_index = order[:n_train], order[n_train:]
+    n_train = round(train_fraction * p * p)
+    train_index = order[:n_train]
     is_train = torch.zeros(p * p, dtype=torch.bool)
     is_train[train_index] = True
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.98))
