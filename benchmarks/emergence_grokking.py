@@ -1,4 +1,6 @@
-"""Grokking on modular addition with Nanda et al.'s progress measures (results: benchmarks/results/emergence_grokking*.json).
+"""Grokking on modular addition with Nanda et al.'s progress measures.
+
+Results: benchmarks/results/emergence_grokking*.json; summary in docs/emergence.md.
 
 Usage::
 

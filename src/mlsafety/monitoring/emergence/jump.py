@@ -6,9 +6,9 @@ jump as emergent when all of these hold:
 
 1. it is an improvement that covers a large share of the curve's range,
    :math:`\\Delta_k \\ge` ``min_fraction`` :math:`\\times (\\max y - \\min y)`;
-2. it stands out from the other steps, :math:`\\Delta_k \\ge` ``min_step_ratio`` :math:`\\times`
-   the root-median-square of the other steps (BIG-bench's breakthroughness denominator,
-   Srivastava et al. 2022, restricted to the other steps);
+2. it is faster than the curve's earlier pace, :math:`\\Delta_k \\ge` ``min_step_ratio``
+   :math:`\\times \\frac{1}{k-1}\\sum_{j<k} |\\Delta_j|` (so the first step is never flagged,
+   and smooth power laws, whose steps shrink along log scale, are not either);
 3. with per-example scores, the percentile-bootstrap interval of :math:`\\Delta_k` over examples
    (Efron & Tibshirani 1993; the same resampled examples at both scales) lies above 0.
 """
@@ -102,9 +102,12 @@ def evaluate_step(curve: Curve, index: int, rule: FlagRule | None = None) -> Jum
     size = float(steps[index - 1])
     span = float(np.ptp(y))
     fraction = size / span if span > 0 else 0.0
-    others = np.delete(steps, index - 1)
-    typical = float(np.sqrt(np.median(np.square(others)))) if others.size else 0.0
-    ratio = size / typical if typical > 0 else (np.inf if size > 0 else 0.0)
+    earlier = np.abs(steps[: index - 1])
+    typical = float(earlier.mean()) if earlier.size else float("nan")
+    if not earlier.size:
+        ratio = float("nan")
+    else:
+        ratio = size / typical if typical > 0 else (np.inf if size > 0 else 0.0)
     interval = None
     reasons = []
     per_example = curve.oriented_per_example
@@ -117,9 +120,12 @@ def evaluate_step(curve: Curve, index: int, rule: FlagRule | None = None) -> Jum
     if fraction < rule.min_fraction:
         flagged = False
         reasons.append(f"covers {fraction:.0%} of the range (< {rule.min_fraction:.0%})")
-    if ratio < rule.min_step_ratio:
+    if not np.isfinite(ratio) and np.isnan(ratio):
         flagged = False
-        reasons.append(f"{ratio:.2g}x the typical step (< {rule.min_step_ratio:g}x)")
+        reasons.append("no earlier step to compare with (the first step of the curve)")
+    elif ratio < rule.min_step_ratio:
+        flagged = False
+        reasons.append(f"{ratio:.2g}x the earlier pace (< {rule.min_step_ratio:g}x)")
     if interval is not None and interval[0] <= 0:
         flagged = False
         reasons.append(f"{rule.confidence:.0%} interval includes 0")
@@ -139,16 +145,17 @@ def find_jumps(curve: Curve, rule: FlagRule | None = None, n_changepoints: int =
                method: str = "dynp") -> list[Jump]:
     """Locate up to ``n_changepoints`` breaks with ``ruptures`` and evaluate the largest step next to each.
 
-    A least-squares break sits between the two segments' means; the step itself is the largest
-    one-step improvement within one index of it, so a planted step is found exactly.
+    A least-squares break sits between the two segments' means; the step reported is, within one
+    index of it, a flagged step if there is one (the largest), else the largest improvement, so a
+    planted step is found exactly.
     """
     y = curve.oriented
     steps = np.diff(y)
     found: dict[int, Jump] = {}
     for k in changepoints(y, n_changepoints, method):
-        window = [j for j in (k - 1, k, k + 1) if 1 <= j < y.size]
-        best = max(window, key=lambda j: steps[j - 1])
-        found.setdefault(best, evaluate_step(curve, best, rule))
+        window = [evaluate_step(curve, j, rule) for j in (k - 1, k, k + 1) if 1 <= j < y.size]
+        best = max(window, key=lambda jump: (jump.flagged, float(steps[jump.index - 1])))
+        found.setdefault(best.index, best)
     if not found and y.size > 1:  # a constant curve: report its (zero) first step
         found[1] = evaluate_step(curve, 1, rule)
     return [found[k] for k in sorted(found)]
