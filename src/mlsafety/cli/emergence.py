@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,7 +18,7 @@ emergence_app.add_typer(testbed_app, name="testbed")
 app.add_typer(emergence_app, name="emergence")
 
 
-def _rule(min_fraction: float, min_step_ratio: float, confidence: float, n_resamples: int, seed: int):  # noqa: ANN202
+def _rule(min_fraction: float, min_step_ratio: float, confidence: float, n_resamples: int, seed: int) -> Any:
     from mlsafety.monitoring.emergence.jump import FlagRule
 
     return FlagRule(min_fraction=min_fraction, min_step_ratio=min_step_ratio, confidence=confidence,

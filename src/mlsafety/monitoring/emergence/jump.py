@@ -104,9 +104,8 @@ def evaluate_step(curve: Curve, index: int, rule: FlagRule | None = None) -> Jum
     fraction = size / span if span > 0 else 0.0
     earlier = np.abs(steps[: index - 1])
     typical = float(earlier.mean()) if earlier.size else float("nan")
-    if not earlier.size:
-        ratio = float("nan")
-    else:
+    ratio = float("nan")  # the first step has no earlier pace to compare with
+    if earlier.size:
         ratio = size / typical if typical > 0 else (np.inf if size > 0 else 0.0)
     interval = None
     reasons = []
@@ -120,7 +119,7 @@ def evaluate_step(curve: Curve, index: int, rule: FlagRule | None = None) -> Jum
     if fraction < rule.min_fraction:
         flagged = False
         reasons.append(f"covers {fraction:.0%} of the range (< {rule.min_fraction:.0%})")
-    if not np.isfinite(ratio) and np.isnan(ratio):
+    if np.isnan(ratio):
         flagged = False
         reasons.append("no earlier step to compare with (the first step of the curve)")
     elif ratio < rule.min_step_ratio:

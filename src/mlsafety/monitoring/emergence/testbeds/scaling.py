@@ -81,6 +81,11 @@ def _batch(tasks: tuple[str, ...], size: int, rng: np.random.Generator) -> tuple
     return ids, labels
 
 
+def _schedule(warmup: int, n_steps: int) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to 0 (as a LambdaLR factor)."""
+    return lambda step: min((step + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(step / n_steps, 1.0))))
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, prompts: list[str], answers: list[str]) -> list[dict[str, Any]]:
     """Greedy answers and teacher-forced target log-likelihoods (prompts of one task share a length)."""
@@ -171,9 +176,7 @@ def train_family(sizes: tuple[tuple[int, int, int], ...] = DEFAULT_SIZES, *, tas
             raise parameter_error("sizes", owner, "ordered by increasing parameter count", (n_embd, n_layer, n_head))
         previous = n_params
         optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-        warmup = max(1, n_steps // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(s / n_steps, 1.0)))))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(max(1, n_steps // 20), n_steps))
         rng = np.random.default_rng(seed)
         model_start = time.process_time()
         losses = []
