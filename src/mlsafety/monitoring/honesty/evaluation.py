@@ -33,6 +33,8 @@ from mlsafety.monitoring.honesty.zero_shot import content_free_prior, zero_shot_
 
 DEFAULT_SETS = ("cities", "neg_cities", "larger_than", "arithmetic", "countries")
 DEFAULT_PROBES = ("logistic", "mass_mean", "mass_mean_iid", "lat", "ccs")
+# CCS with fewer steps and starts than the paper (1000, 10) keeps the all-layer sweep within minutes
+DEFAULT_PROBE_PARAMS: dict[str, dict[str, Any]] = {"ccs": {"n_epochs": 300, "n_restarts": 5}}
 
 
 @dataclass
@@ -103,7 +105,7 @@ def accuracy_interval(correct: np.ndarray, seed: int = 0, n_resamples: int = 100
 
 
 def _fit_score(name: str, params: dict[str, Any], x_train: torch.Tensor, y_train: np.ndarray,
-               x_test: torch.Tensor) -> np.ndarray:
+                x_test: torch.Tensor) -> np.ndarray:
     probe = PROBES.create(name, **params.get(name, {}))
     probe.fit(x_train, y_train)
     return probe.predict(x_test).numpy()
@@ -157,18 +159,19 @@ def evaluate(
     prior : dict, optional
         Content-free log-odds ``{"honest": ..., "lie": ...}`` for the zero-shot calibration.
     probe_params : dict, optional
-        Probe name -> keyword arguments.
+        Probe name -> keyword arguments (default :data:`DEFAULT_PROBE_PARAMS`).
     """
     if not data:
         raise InvalidInputError("evaluate needs at least one statement set.")
     for name in probes:
         PROBES.get(name)
-    params = probe_params or {}
+    params = DEFAULT_PROBE_PARAMS if probe_params is None else probe_params
     n_layers = data[0].statement_view.n_layers
     layers = list(range(n_layers)) if layers is None else list(layers)
     results = HonestyResults([d.name for d in data], list(probes), feature, n_layers)
     started = time.perf_counter()
-    # 1. per-layer accuracy on validation (layer choice) and test
+    # 1. per layer: one fit on the training entities minus the validation entities, scored on the
+    #    validation entities (to choose the layer) and on the test entities (the per-layer curve)
     for name in probes:
         cls = PROBES.get(name)
         results.layer_accuracy[name], results.layer_validation[name] = {}, {}
@@ -176,10 +179,9 @@ def evaluate(
             val, test = [], []
             for layer in layers:
                 x = probe_input(cls, d, layer, np.arange(len(d.statements)), feature)
-                predicted = _fit_score(name, params, x[d.validation_fit], d.labels[d.validation_fit], x[d.validation])
-                val.append(float((predicted == d.labels[d.validation]).mean()))
-                predicted = _fit_score(name, params, x[d.train], d.labels[d.train], x[d.test])
-                test.append(float((predicted == d.labels[d.test]).mean()))
+                probe = PROBES.create(name, **params.get(name, {})).fit(x[d.validation_fit], d.labels[d.validation_fit])
+                val.append(float((probe.predict(x[d.validation]).numpy() == d.labels[d.validation]).mean()))
+                test.append(float((probe.predict(x[d.test]).numpy() == d.labels[d.test]).mean()))
             results.layer_validation[name][d.name], results.layer_accuracy[name][d.name] = val, test
         mean_validation = np.mean([results.layer_validation[name][d.name] for d in data], axis=0)
         results.best_layer[name] = int(layers[int(np.argmax(mean_validation))])
@@ -282,11 +284,13 @@ def honesty_test(data: Sequence[SetData], *, prior: dict[str, float] | None = No
         raise InvalidInputError(f"the honesty test reads the prompt's hidden states; {probe!r} needs contrast pairs.")
     n_layers = data[0].honest_view.n_layers
     validation = np.zeros(n_layers)
+    y_fit = np.concatenate([d.labels[d.validation_fit] for d in data])
+    y_validation = np.concatenate([d.labels[d.validation] for d in data])
     for layer in range(n_layers):
-        for d in data:
-            x = probe_input(cls, d, layer, np.arange(len(d.statements)), "prompt")
-            fitted = PROBES.create(probe, **params).fit(x[d.validation_fit], d.labels[d.validation_fit])
-            validation[layer] += float((fitted.predict(x[d.validation]).numpy() == d.labels[d.validation]).mean())
+        x_fit = torch.cat([probe_input(cls, d, layer, d.validation_fit, "prompt") for d in data])
+        x_validation = torch.cat([probe_input(cls, d, layer, d.validation, "prompt") for d in data])
+        fitted = PROBES.create(probe, **params).fit(x_fit, y_fit)
+        validation[layer] = float((fitted.predict(x_validation).numpy() == y_validation).mean())
     layer = int(np.argmax(validation))
     x_train = torch.cat([probe_input(cls, d, layer, d.train, "prompt") for d in data])
     fitted = PROBES.create(probe, **params).fit(x_train, np.concatenate([d.labels[d.train] for d in data]))

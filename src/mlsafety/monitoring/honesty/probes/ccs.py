@@ -56,6 +56,7 @@ class CCSProbe(Probe):
     """
 
     pairs = True
+    supervised = False
     _state = ("coef_", "intercept_")
 
     def __init__(self, n_restarts: int = 10, n_epochs: int = 1000, learning_rate: float = 1e-2,
@@ -83,9 +84,11 @@ class CCSProbe(Probe):
         weight = (torch.randn(width, self.n_restarts, generator=generator) / width**0.5).requires_grad_()
         bias = torch.zeros(self.n_restarts, requires_grad=True)
         optimiser = torch.optim.AdamW([weight, bias], lr=self.learning_rate, weight_decay=self.weight_decay)
+        positive, negative = z[:, 0].contiguous(), z[:, 1].contiguous()
         for _ in range(self.n_epochs):
-            optimiser.zero_grad()
-            losses = ccs_loss(*self._probabilities(z, weight, bias))
+            optimiser.zero_grad(set_to_none=True)
+            losses = ccs_loss(torch.sigmoid(torch.addmm(bias, positive, weight)),
+                              torch.sigmoid(torch.addmm(bias, negative, weight)))
             losses.sum().backward()  # the restarts are independent: the sum trains each on its own loss
             optimiser.step()
         with torch.no_grad():

@@ -29,9 +29,10 @@ class LATProbe(Probe):
         Seed of the pairing.
     """
 
+    supervised = False
     _state = ("direction_",)
 
-    def __init__(self, n_pairs: int = 2000, seed: int = 0) -> None:
+    def __init__(self, n_pairs: int = 1000, seed: int = 0) -> None:
         self.n_pairs = n_pairs
         self.seed = seed
 
@@ -42,11 +43,11 @@ class LATProbe(Probe):
         generator = torch.Generator().manual_seed(int(self.seed))
         first = torch.randint(len(z), (self.n_pairs,), generator=generator)
         second = torch.randint(len(z), (self.n_pairs,), generator=generator)
-        differences = (z[first] - z[second]).double()
+        differences = z[first] - z[second]
         # the differences are symmetric around zero in expectation; centre anyway, as PCA does
         differences = differences - differences.mean(0)
         _, _, vh = torch.linalg.svd(differences, full_matrices=False)
-        direction = vh[0].float()
+        direction = vh[0]
         scores = z @ direction
         if y is not None and scores[y == 1].mean() < scores[y == 0].mean():
             direction, scores = -direction, -scores
