@@ -68,13 +68,18 @@ def _entity_split(statements: Statements, index: np.ndarray, fraction: float, se
 
 
 def prepare_set(lm: LanguageModel, statements: Statements, *, test_fraction: float = 0.3, seed: int = 0,
-                batch_size: int = 32, cache: Any = True, lie: bool = True) -> SetData:
-    """Split ``statements`` by entity and extract (or read from the cache) every view needed."""
+                batch_size: int = 32, cache: Any = True, lie: bool = True, honest: bool = True) -> SetData:
+    """Split ``statements`` by entity and extract (or read from the cache) every view needed.
+
+    ``honest=False`` skips the honest prompt (contrast pairs, zero-shot answers); ``lie=False`` the
+    lying one.
+    """
     everything = np.arange(len(statements))
     train, test = _entity_split(statements, everything, test_fraction, seed)
     validation_fit, validation = _entity_split(statements, train, 0.25, seed + 1)
     statement_view = extract_activations(lm, statements, "statement", batch_size=batch_size, cache=cache)
-    honest_view = extract_activations(lm, statements, "honest", batch_size=batch_size, cache=cache)
+    honest_view = (extract_activations(lm, statements, "honest", batch_size=batch_size, cache=cache) if honest
+                   else Activations({}))
     lie_view = None
     if lie:
         lie_view = extract_activations(lm, statements.subset(test), "lie", batch_size=batch_size, cache=cache)

@@ -48,6 +48,7 @@ class MassMeanProbe(Probe):
             sigma = centred.T @ centred / max(len(centred) - 2, 1)
             target = sigma.diagonal().mean() * torch.eye(len(sigma), dtype=sigma.dtype)
             sigma = (1 - self.shrinkage) * sigma + self.shrinkage * target
+            sigma += 1e-6 * torch.eye(len(sigma), dtype=sigma.dtype)  # constant features (e.g. embeddings of '.')
             theta = torch.linalg.solve(sigma, theta.double()).float()
         self.direction_ = theta
         self._set_threshold_midpoint(z @ theta, y)
