@@ -1,4 +1,11 @@
-"""A BadNets-backdoored tiny digits model, trained once per session (a few seconds)."""
+"""A BadNets-backdoored tiny digits model, trained once per session (a few seconds).
+
+The planted effect is chosen to be strong on any CPU kernel (issue 13): a *white* 3x3 patch
+survives STRIP's additive superimposition unchanged (1 + overlay clamps to 1), and a 7% poison
+rate makes the poisoned samples about 40% of the target class, so Activation Clustering's
+"smaller cluster" is the poison. With the earlier checkerboard patch at 10% (half the target
+class), AC's AUROC ranged 0.78-0.98 and STRIP's flag rate 0.46-0.85 across seeds and kernels.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +19,13 @@ from mlsafety.monitoring.backdoor import BadNets, train_backdoored_classifier
 
 @pytest.fixture(scope="session")
 def badnets_attack() -> BadNets:
-    return BadNets(patch_size=3, target_class=0, poison_rate=0.1, seed=0)
+    return BadNets(patch_size=3, pattern="white", target_class=0, poison_rate=0.07, seed=0)
 
 
 @pytest.fixture(scope="session")
 def backdoored(digits_splits: dict[str, ImageDataset], badnets_attack: BadNets
                ) -> tuple[Classifier, ImageDataset, torch.Tensor]:
-    """(model, poisoned training set, poisoned indices) for BadNets, target 0, 10% poison."""
+    """(model, poisoned training set, poisoned indices) for a white BadNets patch, target 0, 7% poison."""
     torch.manual_seed(0)
     module = build_architecture("small_cnn", in_channels=1, n_classes=10, width=8).eval()
     classifier = Classifier(module, mean=[0.3], std=[0.4], class_names=digits_splits["train"].class_names,
