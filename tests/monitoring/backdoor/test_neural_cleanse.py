@@ -23,6 +23,19 @@ def test_mad_anomaly_index_hand_computed() -> None:
     assert mad_anomaly_index(values)[0] > 2
 
 
+def test_mad_anomaly_index_even_count_uses_mean_of_middle_values() -> None:
+    # Wang et al.'s reference uses np.median: for [1, 10, 11, 12] the median is 10.5 (not 10),
+    # |v - 10.5| = [9.5, 0.5, 0.5, 1.5] has median (0.5 + 1.5) / 2 = 1.0, so index(1) = 9.5 / 1.4826
+    values = torch.tensor([1.0, 10.0, 11.0, 12.0])
+    expected = torch.tensor([9.5, 0.5, -0.5, -1.5], dtype=torch.float64) / 1.4826
+    assert torch.allclose(mad_anomaly_index(values), expected)
+    # torch.median (lower middle) would give median 10, MAD 1 and index 9 / 1.4826 = 6.07 for the first value
+    assert float(mad_anomaly_index(values)[0]) == pytest.approx(6.4077, abs=1e-3)
+    # np.median: median 14.5, MAD 1.5, index 2.02; the lower-median definition would give 2.70
+    norms = torch.tensor([10.0, 13.0, 14.0, 15.0, 16.0, 20.0])
+    assert float(mad_anomaly_index(norms)[0]) == pytest.approx(4.5 / (1.4826 * 1.5), abs=1e-4)
+
+
 def test_neural_cleanse_recovers_badnets_trigger(backdoored, badnets_attack, digits_splits) -> None:
     classifier, _, _ = backdoored
     state = {k: v.clone() for k, v in classifier.module.state_dict().items()}

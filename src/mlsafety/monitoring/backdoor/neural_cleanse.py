@@ -26,12 +26,21 @@ def mad_anomaly_index(values: torch.Tensor) -> torch.Tensor:
     ``index_k = (median(v) - v_k) / (1.4826 * median(|v - median(v)|))``; Wang et al. flag
     a class whose trigger norm has index above 2 (a small norm means an easy shortcut).
     The factor 1.4826 makes the MAD a consistent estimator of the standard deviation of
-    normal data.
+    normal data. Both medians are the statistical median (mean of the two middle values for
+    an even count), as in Wang et al.'s reference code (``np.median``); ``torch.median``
+    returns the lower middle value, which flips verdicts near the threshold.
     """
     values = torch.as_tensor(values, dtype=torch.float64).flatten()
-    median = values.median()
-    mad = MAD_CONSISTENCY * (values - median).abs().median()
+    median = median_of(values)
+    mad = MAD_CONSISTENCY * median_of((values - median).abs())
     return (median - values) / mad.clamp_min(1e-12)
+
+
+def median_of(values: torch.Tensor) -> torch.Tensor:
+    """The median of a 1-D tensor, averaging the two middle values for an even count."""
+    ordered = values.flatten().sort().values
+    n = ordered.numel()
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
 
 
 class NeuralCleanse(ParamsMixin):
