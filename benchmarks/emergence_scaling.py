@@ -8,6 +8,7 @@ Usage::
 
     python benchmarks/emergence_scaling.py                  # 6 sizes (4k-150k parameters), 2,500 steps
     python benchmarks/emergence_scaling.py --steps 500      # a quick look
+    python benchmarks/emergence_scaling.py --analyze-only   # re-run the analysis on the saved records
 
 One CPU thread. The records are rewritten atomically after every model.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 import platform
 import time
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 
 from mlsafety.audit.report import write_json_atomic
-from mlsafety.monitoring.emergence import analyze, table_from_records
+from mlsafety.monitoring.emergence import EmergenceAnalysis, analyze, table_from_records
 from mlsafety.monitoring.emergence.testbeds.scaling import ScalingResult, train_family
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--n-eval", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--analyze-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -63,6 +66,17 @@ def main() -> None:
         print(f"{result.models[-1]['name']}: {result.models[-1]['n_params']} parameters, "
               f"{result.models[-1]['cpu_seconds']:.0f} s CPU", flush=True)
 
+    if args.analyze_only:
+        summary = json.loads((RESULTS / "emergence_scaling.json").read_text())
+        with runs.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        last = max(int(r["step"]) for r in rows)
+        analysis = analyze(table_from_records([r for r in rows if int(r["step"]) == last]))
+        summary["analysis"] = analysis.to_dict()
+        summary["analysis_date"] = machine["date"]
+        write_json_atomic(RESULTS / "emergence_scaling.json", summary)
+        _print(analysis)
+        return
     wall = time.perf_counter()
     result = train_family(n_steps=args.steps, batch_size=args.batch_size, n_eval=args.n_eval, seed=args.seed,
                           callback=save)
@@ -72,13 +86,17 @@ def main() -> None:
                "models": result.models, "settings": result.settings, "losses": result.losses,
                "analysis": analysis.to_dict()}
     write_json_atomic(RESULTS / "emergence_scaling.json", summary)
+    _print(analysis)
+    print(f"total {result.seconds:.0f} s CPU, {wall:.0f} s wall")
+
+
+def _print(analysis: EmergenceAnalysis) -> None:
     for item in analysis.curves:
         jump = item.flagged
-        print(f"{item.curve.label:<36} {[round(v, 3) for v in item.curve.values]} "
+        print(f"{item.curve.label:<36} {[round(float(v), 3) for v in item.curve.values]} "
               f"{'JUMP at ' + format(jump.scale_after, 'g') if jump else '-'}")
     for comparison in analysis.comparisons:
         print(f"{comparison.task}/{comparison.metric}: {comparison.verdict}")
-    print(f"total {result.seconds:.0f} s CPU, {wall:.0f} s wall")
 
 
 if __name__ == "__main__":

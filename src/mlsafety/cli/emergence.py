@@ -171,9 +171,12 @@ def grokking_command(
     torch.set_num_threads(1)
     result = train_grokking(p, n_epochs=epochs, train_fraction=train_fraction, eval_every=eval_every, seed=seed)
     table = RunTable(scale_name="epoch")
-    table.add(Curve("grokking", "test_accuracy", result.epochs, result.curves["test_accuracy"], bounds=(0.0, 1.0)))
-    table.add(Curve("grokking", "restricted_loss", result.epochs, result.curves["restricted_loss"],
-                    higher_is_better=False, bounds=(0.0, None)))
+    # accuracy is the discontinuous metric; test loss and the restricted loss are the continuous checks
+    table.add(Curve("modular_addition", "test_accuracy", result.epochs, result.curves["test_accuracy"],
+                    continuous=False, bounds=(0.0, 1.0)))
+    for name in ("test_loss", "restricted_loss"):
+        table.add(Curve("modular_addition", name, result.epochs, result.curves[name], higher_is_better=False,
+                        continuous=True, bounds=(0.0, None)))
     analysis = analyze(table)
     sections = [grokking_section(result), *analysis_sections(analysis, "epoch")]
     paths = write_report(out, sections, {"command": "emergence testbed grokking"},
