@@ -38,3 +38,26 @@ def test_scan_usage_errors(tmp_path) -> None:
     assert "does not exist" in result.output
     result = runner.invoke(app, ["backdoor", "scan", "--steps", "0"])
     assert result.exit_code == 2 and "--steps" in result.output
+
+
+def test_zoo_build_writes_manifest_and_resumes(tmp_path) -> None:
+    arguments = ["backdoor", "zoo", "build", "--data", "digits", "--n-clean", "1", "--n-backdoored", "1",
+                 "--width", "4", "--n-train", "200", "--epochs", "1", "--root", str(tmp_path)]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "clean_000: C-Acc" in result.stdout and "badnets_000: C-Acc" in result.stdout
+    manifests = list(tmp_path.glob("small_cnn-digits-w4-*/manifest.json"))
+    assert len(manifests) == 1 and len(json.loads(manifests[0].read_text())["models"]) == 2
+    again = runner.invoke(app, arguments)
+    assert again.exit_code == 0 and "C-Acc" not in again.stdout and "1 clean, 1 backdoored" in again.stdout
+
+
+def test_zoo_build_usage_errors(tmp_path) -> None:
+    for extra, message in ((["--data", "cifar"], "--data"), (["--n-clean", "-1"], "--n-clean"),
+                           (["--architecture", "nope"], "--architecture"), (["--workers", "0"], "--workers"),
+                           (["--n-clean", "0", "--n-backdoored", "0"], "both 0")):
+        result = runner.invoke(app, ["backdoor", "zoo", "build", "--root", str(tmp_path), *extra])
+        assert result.exit_code == 2 and message in result.output, (extra, result.output)
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(app, ["backdoor", "zoo", "build", "--root", str(tmp_path / "file")])
+    assert result.exit_code == 2 and "is a file" in result.output

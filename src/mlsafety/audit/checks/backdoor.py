@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure as MatplotlibFigure
 
 from mlsafety.audit.base import AuditContext, Check, CheckResult, Figure, Table
+from mlsafety.monitoring.backdoor.calibration import CalibratedDecision, calibrated_decision
 from mlsafety.monitoring.backdoor.neural_cleanse import NeuralCleanse
 from mlsafety.monitoring.backdoor.spectral_signatures import SpectralSignatures
 from mlsafety.monitoring.backdoor.strip import STRIP
@@ -22,6 +23,47 @@ NC_SETTINGS = {True: {"steps": 25, "batch_size": 8, "n_samples": 128},
 STRIP_SETTINGS = {True: {"n_perturbations": 8, "n_overlays": 100, "n_inputs": 200},
                   False: {"n_perturbations": 20, "n_overlays": 200, "n_inputs": 500}}
 SS_SAMPLES = {True: 0, False: 5000}
+# target false-positive rate of the calibrated verdict, and the fewest clean shadows that can reach it
+ALPHA = 0.05
+MIN_CLEAN_SHADOWS = 19
+
+
+def zoo_data_name(data_name: str) -> str | None:
+    """The zoo data set matching an audit data set's name, if any."""
+    for prefix in ("fashion-mnist", "digits"):
+        if data_name.startswith(prefix):
+            return prefix
+    return None
+
+
+def calibrate_neural_cleanse(context: AuditContext, reference: Any, settings: dict[str, Any],
+                             anomaly_index: float) -> tuple[CalibratedDecision | None, str]:
+    """Calibrate the anomaly index against the clean shadows of a cached zoo; (None, why) without one."""
+    from mlsafety.monitoring.backdoor.zoo import build_command, find_zoo
+
+    architecture = str(context.classifier.describe().get("name", ""))
+    data = zoo_data_name(reference.name)
+    command = build_command(architecture or "small_cnn", data or "fashion-mnist")
+    if data is None:
+        return None, (f"no shadow-model zoo exists for data {reference.name!r} (zoos cover fashion-mnist and digits), "
+                      "so the statistics below are uncalibrated")
+    zoo = find_zoo(architecture, data)
+    n_clean = 0 if zoo is None else len(zoo.rows("clean"))
+    if zoo is None or n_clean < MIN_CLEAN_SHADOWS:
+        return None, (f"no shadow-model zoo with at least {MIN_CLEAN_SHADOWS} clean models exists for "
+                      f"{architecture} on {data} (found {n_clean}), so the statistics below are uncalibrated; "
+                      f"build one with: {command}")
+    key = "neural_cleanse:" + ",".join(f"{k}={v}" for k, v in sorted(settings.items())) + \
+        f":seed={context.seed}:reference={reference.name}:{len(reference)}"
+
+    def statistic(model: Any) -> float:
+        return NeuralCleanse(seed=context.seed, **settings).fit(model, reference).anomaly_index_
+
+    null = zoo.statistics(key, statistic, kind="clean")
+    decision = calibrated_decision({"neural_cleanse_anomaly_index": anomaly_index},
+                                   {"neural_cleanse_anomaly_index": list(null.values())}, alpha=ALPHA,
+                                   zoo=zoo.config.identity)
+    return decision, ""
 
 
 def plot_triggers(cleanse: NeuralCleanse, class_names: list[str]) -> MatplotlibFigure:
@@ -144,19 +186,46 @@ class BackdoorCheck(Check):
             notes.append("Spectral Signatures skipped: no training data was given.")
         else:
             notes.append("Spectral Signatures skipped in quick mode.")
-        if cleanse.is_backdoored_:
-            target = class_names[cleanse.suspected_target_]  # type: ignore[index]
-            # a quick run's norms are unconverged and false alarms are common: report, do not warn
-            verdict = "info" if quick else "warn"
-            summary = (f"Possible backdoor: class {target!r} needs an anomalously small trigger "
-                       f"(anomaly index {cleanse.anomaly_index_:.2f} > {cleanse.threshold:g})"
-                       + ("; quick mode, indicative only." if quick else "."))
-            warnings = [f"Neural Cleanse flags class {target!r}: a small patch sends "
-                        f"{cleanse.success_[cleanse.suspected_target_]:.0%} of clean images to it. Inspect the "
-                        "reversed trigger; mitigate with TriggerUnlearning or FinePruning."]
+        decision, why = calibrate_neural_cleanse(context, reference, settings, cleanse.anomaly_index_)
+        smallest = int(cleanse.l1_norms_.argmin())
+        if decision is not None:
+            details["calibration"] = decision.summary()
+            metrics.update({"calibrated_p_value": decision.combined_p_value, "calibrated": 1.0,
+                            "calibration_measured_fpr": decision.measured_fpr})
+            metrics["is_backdoored"] = float(decision.is_backdoored)
+            notes.insert(0, f"Calibrated against {decision.n_clean} clean shadow models of zoo {decision.zoo}: "
+                            f"empirical p-value {decision.combined_p_value:.3f} of the anomaly index "
+                            f"{cleanse.anomaly_index_:.2f}; threshold p <= {decision.alpha:g}, whose false-positive "
+                            f"rate measured leave-one-out on the clean shadows is {decision.measured_fpr:.1%}.")
+            notes[1:1] = decision.notes
+            if decision.is_backdoored:
+                target = class_names[cleanse.suspected_target_ if cleanse.suspected_target_ is not None else smallest]
+                verdict = "warn"
+                summary = (f"Possible backdoor: the Neural Cleanse anomaly index {cleanse.anomaly_index_:.2f} (class "
+                           f"{target!r}) is higher than on clean shadow models (p = {decision.combined_p_value:.3f} "
+                           f"<= {decision.alpha:g}; measured FPR {decision.measured_fpr:.1%}, zoo {decision.zoo}).")
+                warnings = [f"Calibrated Neural Cleanse flags class {target!r}. Inspect the reversed trigger; mitigate "
+                            "with TriggerUnlearning or FinePruning."]
+            else:
+                verdict, warnings = "pass", []
+                summary = (f"No backdoor found: the Neural Cleanse anomaly index {cleanse.anomaly_index_:.2f} is "
+                           f"typical of clean shadow models (p = {decision.combined_p_value:.3f} > {decision.alpha:g}; "
+                           f"measured FPR {decision.measured_fpr:.1%}, zoo {decision.zoo}).")
         else:
-            verdict, warnings = "pass", []
-            summary = (f"No backdoor found by Neural Cleanse (largest anomaly index "
-                       f"{cleanse.anomaly_index_:.2f} <= {cleanse.threshold:g}).")
+            metrics["calibrated"] = 0.0
+            notes.insert(0, f"UNCALIBRATED: {why}.")
+            if cleanse.is_backdoored_:
+                target = class_names[cleanse.suspected_target_]  # type: ignore[index]
+                # an uncalibrated MAD flag has a measured false-positive rate near one half on small clean
+                # models (docs/backdoor.md), so it is reported, not raised as a warning
+                verdict = "info"
+                summary = (f"Uncalibrated: Neural Cleanse's anomaly index {cleanse.anomaly_index_:.2f} > "
+                           f"{cleanse.threshold:g} for class {target!r}, but without clean shadow models its "
+                           f"false-positive rate is unknown; {why.split('; ')[-1]}.")
+                warnings = []
+            else:
+                verdict, warnings = "pass", []
+                summary = (f"No backdoor found by Neural Cleanse (uncalibrated: largest anomaly index "
+                           f"{cleanse.anomaly_index_:.2f} <= {cleanse.threshold:g}).")
         return self.result(verdict, summary, metrics=metrics, tables=tables, figures=figures, notes=notes,
                            warnings=warnings, details=details)

@@ -1,0 +1,123 @@
+"""Calibrated model-level backdoor decisions: empirical p-values against clean shadow models.
+
+A model-level statistic ``s`` (Neural Cleanse's anomaly index, a meta-detector's score;
+higher = more suspicious) is only interpretable against its distribution over models
+known to be clean. With ``n`` clean shadow models of the same architecture and data
+(:mod:`mlsafety.monitoring.backdoor.zoo`) giving ``s_1..s_n``, the empirical p-value is
+
+    p(s) = (1 + #{i : s_i >= s}) / (n + 1),
+
+which is exactly valid (``P(p <= a) <= a`` for a clean model exchangeable with the shadows;
+e.g. Davison & Hinkley 1997, *Bootstrap Methods and their Application*, eq. 4.11). Several
+statistics are combined by their minimum p-value, which is itself calibrated against the
+leave-one-out minimum p-values of the clean shadows, so the combined decision keeps its
+level without a Bonferroni factor. The false-positive rate of the threshold is *measured*
+by leave-one-out over the clean shadows, not assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlsafety._validation import check_fraction
+from mlsafety.exceptions import InvalidInputError
+
+
+def empirical_p_value(statistic: float, null: Sequence[float] | np.ndarray) -> float:
+    """``(1 + #{null >= statistic}) / (len(null) + 1)``; higher statistics are more suspicious."""
+    values = np.asarray(null, dtype=float)
+    if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
+        raise InvalidInputError("the null statistics must be a non-empty 1-D list of finite numbers "
+                                "(one per clean shadow model); build a zoo first.")
+    return float((1 + np.sum(values >= statistic)) / (values.size + 1))
+
+
+def leave_one_out_p_values(null: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The p-value of each clean shadow against the others."""
+    values = np.asarray(null, dtype=float)
+    return np.array([empirical_p_value(values[i], np.delete(values, i)) for i in range(values.size)])
+
+
+@dataclass
+class CalibratedDecision:
+    """The verdict on one model from several calibrated statistics.
+
+    Attributes
+    ----------
+    statistics : ``{name: value}`` of the model under test.
+    p_values : ``{name: p}`` against the clean shadows.
+    combined_p_value : p-value of the minimum p-value (calibrated against the shadows).
+    alpha : the threshold on ``combined_p_value``.
+    is_backdoored : ``combined_p_value <= alpha``.
+    measured_fpr : share of clean shadows the same rule flags (leave-one-out).
+    n_clean : number of clean shadows; ``zoo`` : the zoo's identity.
+    """
+
+    statistics: dict[str, float]
+    p_values: dict[str, float]
+    combined_p_value: float
+    alpha: float
+    is_backdoored: bool
+    measured_fpr: float
+    n_clean: int
+    zoo: str
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"statistics": self.statistics, "p_values": self.p_values, "combined_p_value": self.combined_p_value,
+                "alpha": self.alpha, "is_backdoored": self.is_backdoored, "measured_fpr": self.measured_fpr,
+                "n_clean_shadows": self.n_clean, "zoo": self.zoo}
+
+
+def calibrated_decision(statistics: Mapping[str, float], null: Mapping[str, Sequence[float]], alpha: float = 0.05,
+                        zoo: str = "") -> CalibratedDecision:
+    """Combine model-level statistics into one calibrated verdict.
+
+    Parameters
+    ----------
+    statistics : ``{name: value}`` for the model under test (higher = more suspicious).
+    null : ``{name: values on the clean shadows}``, the same shadows in the same order for
+        every name.
+    alpha : float in (0, 1)
+        Target false-positive rate.
+    zoo : identity of the zoo the shadows came from (reported).
+
+    Returns
+    -------
+    CalibratedDecision
+    """
+    check_fraction(alpha, "alpha", "calibrated_decision")
+    names = [name for name in statistics if name in null]
+    if not names:
+        raise InvalidInputError("no statistic has clean-shadow values to calibrate against; build a zoo first.")
+    table = np.array([np.asarray(null[name], dtype=float) for name in names])  # (S, n)
+    n = table.shape[1]
+    if n < 2 or any(len(null[name]) != n for name in names):
+        raise InvalidInputError(f"the clean-shadow statistics need the same number (>= 2) of models; got "
+                                f"{[len(null[name]) for name in names]}.")
+    p_values = {name: empirical_p_value(float(statistics[name]), table[k]) for k, name in enumerate(names)}
+    # each shadow's minimum p-value against the other shadows: the null distribution of the combined rule
+    null_min = np.array([min(empirical_p_value(table[k, i], np.delete(table[k], i)) for k in range(len(names)))
+                         for i in range(n)])
+    observed_min = min(p_values.values())
+    combined = float((1 + np.sum(null_min <= observed_min)) / (n + 1))
+    # measured FPR: each shadow's combined p-value when it is left out of the null
+    loo = []
+    for i in range(n):
+        rest = np.delete(table, i, axis=1)
+        inner = np.array([min(empirical_p_value(rest[k, j], np.delete(rest[k], j)) for k in range(len(names)))
+                          for j in range(n - 1)])
+        own = min(empirical_p_value(table[k, i], rest[k]) for k in range(len(names)))
+        loo.append((1 + np.sum(inner <= own)) / n)
+    measured_fpr = float(np.mean(np.asarray(loo) <= alpha))
+    notes = []
+    if 1 / (n + 1) > alpha:
+        notes.append(f"only {n} clean shadows: the smallest possible p-value, 1/{n + 1}, is above alpha={alpha:g}, so "
+                     f"no model can be flagged; build at least {int(np.ceil(1 / alpha))} clean shadow models.")
+    return CalibratedDecision(statistics={name: float(statistics[name]) for name in names}, p_values=p_values,
+                              combined_p_value=combined, alpha=float(alpha), is_backdoored=combined <= alpha,
+                              measured_fpr=measured_fpr, n_clean=n, zoo=zoo, notes=notes)

@@ -1,0 +1,115 @@
+"""Shadow-model zoo, calibrated p-values and the MNTD / ULP meta-detectors (mechanics)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from mlsafety.exceptions import InvalidInputError, InvalidParameterError, NotFittedError, ShapeError
+from mlsafety.monitoring.backdoor._model_detector import BACKDOOR_MODEL_DETECTORS
+from mlsafety.monitoring.backdoor.calibration import (
+    calibrated_decision,
+    empirical_p_value,
+    leave_one_out_p_values,
+)
+from mlsafety.monitoring.backdoor.zoo import FAMILIES, ZooConfig, find_zoo, plan_model
+
+
+def test_empirical_p_value_hand_computed() -> None:
+    null = [0.5, 1.0, 1.5, 2.0]
+    assert empirical_p_value(1.2, null) == pytest.approx((1 + 2) / 5)
+    assert empirical_p_value(9.0, null) == pytest.approx(1 / 5)
+    assert empirical_p_value(0.0, null) == pytest.approx(1.0)
+    with pytest.raises(InvalidInputError):
+        empirical_p_value(1.0, [])
+
+
+def test_p_values_are_uniform_on_clean_shadows_and_flag_a_planted_outlier() -> None:
+    null = np.random.default_rng(0).normal(size=99)
+    loo = leave_one_out_p_values(null)
+    # exchangeable clean models: the leave-one-out p-values are the ranks / n, i.e. uniform
+    assert sorted(np.round(loo * 99).astype(int).tolist()) == list(range(1, 100))
+    decision = calibrated_decision({"index": 0.0}, {"index": null}, alpha=0.05, zoo="synthetic")
+    assert not decision.is_backdoored and decision.measured_fpr <= 0.05 + 1e-9
+    planted = calibrated_decision({"index": 10.0}, {"index": null}, alpha=0.05, zoo="synthetic")
+    assert planted.is_backdoored and planted.p_values["index"] == pytest.approx(1 / 100)
+    # two statistics: the minimum p-value is recalibrated, so the measured FPR stays at the level
+    other = np.random.default_rng(1).normal(size=99)
+    both = calibrated_decision({"a": 0.0, "b": 10.0}, {"a": null, "b": other}, alpha=0.05)
+    assert both.is_backdoored and 0.02 <= both.measured_fpr <= 0.07
+    few = calibrated_decision({"index": 10.0}, {"index": null[:9]}, alpha=0.05)
+    assert not few.is_backdoored and "only 9 clean shadows" in few.notes[0]
+
+
+def test_zoo_plan_is_deterministic_and_covers_families() -> None:
+    config = ZooConfig(data="digits", width=8)
+    plans = [plan_model(config, "backdoored", i, 16, 10) for i in range(8)]
+    assert [p["family"] for p in plans[:4]] == list(FAMILIES)
+    assert plans == [plan_model(config, "backdoored", i, 16, 10) for i in range(8)]
+    assert len({p["attack"]["target_class"] for p in plans}) > 1
+    assert plans[3]["family"] == "sig"  # clean-label family included
+    with pytest.raises(InvalidParameterError, match="`data` of ZooConfig"):
+        ZooConfig(data="cifar").validate()
+
+
+def test_zoo_build_manifest_and_resume(tiny_zoo) -> None:
+    manifest = json.loads(tiny_zoo.manifest_path.read_text())
+    assert manifest["identity"] == tiny_zoo.config.identity and len(manifest["models"]) == 8
+    clean = tiny_zoo.rows("clean")
+    assert len(clean) == 4 and all(row["clean_accuracy"] > 0.5 for row in clean)
+    backdoored = tiny_zoo.rows("backdoored")
+    assert {row["family"] for row in backdoored} == set(FAMILIES)
+    assert all(0 <= row["attack_success_rate"] <= 1 for row in backdoored)
+    # a second build trains nothing; an interrupted model (row lost, temp file left) is retrained
+    trained: list[str] = []
+    tiny_zoo.build(4, 4, progress=lambda row: trained.append(row["name"]))
+    assert trained == []
+    manifest["models"].pop("clean_003")
+    tiny_zoo.manifest_path.write_text(json.dumps(manifest))
+    (tiny_zoo.folder / ".manifest.json.123.tmp").write_text("partial")
+    tiny_zoo.build(4, 4, progress=lambda row: trained.append(row["name"]))
+    assert trained == ["clean_003"] and not list(tiny_zoo.folder.glob(".*.tmp"))
+    assert find_zoo("small_cnn", "digits", tiny_zoo.folder.parent).folder == tiny_zoo.folder
+    assert find_zoo("small_cnn", "fashion-mnist", tiny_zoo.folder.parent) is None
+
+
+@pytest.mark.parametrize("name", ["mntd", "ulp"])
+def test_meta_detector_separates_its_shadows_and_leaves_them_unchanged(name, tiny_zoo, backdoored,
+                                                                       tiny_classifier) -> None:
+    pairs = tiny_zoo.load_models()
+    models = [model for _, model in pairs]
+    labels = [int(row["family"] is not None) for row, _ in pairs]
+    state = {k: v.clone() for k, v in models[0].module.state_dict().items()}
+    detector = BACKDOOR_MODEL_DETECTORS.create(name, epochs=40)
+    with pytest.raises(NotFittedError):
+        detector.score_model(models[0])
+    assert detector.fit(models, labels) is detector
+    scores = detector.score_models(models)
+    assert scores.shape == (8,) and bool(torch.isfinite(scores).all())
+    # the training shadows are separated (a chance detector has AUROC 0.5)
+    assert roc_auc_score(labels, scores.numpy()) > 0.9
+    for key, value in models[0].module.state_dict().items():
+        assert torch.equal(value, state[key])
+    assert float(detector.queries().min()) >= 0 and float(detector.queries().max()) <= 1
+    assert np.isfinite(detector.score_model(backdoored[0]))
+    with pytest.raises(InvalidInputError, match="clean \\(0\\) and backdoored"):
+        BACKDOOR_MODEL_DETECTORS.create(name).fit(models, [0] * 8)
+    wrong = type(tiny_classifier)(tiny_classifier.module, input_shape=(1, 8, 8))
+    with pytest.raises(ShapeError):
+        detector.score_model(wrong)
+
+
+def test_zoo_statistics_are_cached(tiny_zoo) -> None:
+    calls: list[int] = []
+
+    def statistic(model) -> float:
+        calls.append(1)
+        return float(model.n_parameters())
+
+    first = tiny_zoo.statistics("n_parameters", statistic, kind="clean")
+    second = tiny_zoo.statistics("n_parameters", statistic, kind="clean")
+    assert first == second and len(first) == 4 and len(calls) == 4
