@@ -207,23 +207,28 @@ def evaluate(
         correct[name] = np.concatenate(pooled)
         results.pooled[name] = list(accuracy_interval(correct[name], seed))
 
-    # 3. zero-shot baseline (the model's own answer), raw and calibrated by the prompt's prior
+    # 3. zero-shot baseline (the model's own answer): raw; calibrated by the prompt's content-free prior;
+    #    and calibrated by the prompt's prior on the set itself (mean log-odds of the unlabelled
+    #    training statements). The gap is taken to the stronger calibrated variant.
     prior = prior or {}
-    zero_hits = []
-    for calibrated in (False, True):
-        key = "calibrated" if calibrated else "raw"
+    zero_hits: dict[str, np.ndarray] = {}
+    for key in ("raw", "calibrated", "calibrated_data"):
         results.zero_shot[key] = {}
         hits = []
         for d in data:
             logprobs = d.honest_view.logprobs[torch.as_tensor(d.test)]
-            shift = prior.get("honest", 0.0) if calibrated else 0.0
+            shift = {"raw": 0.0, "calibrated": prior.get("honest", 0.0),
+                     "calibrated_data": float(zero_shot_scores(d.honest_view.logprobs[torch.as_tensor(d.train)])
+                                              .mean())}[key]
             hit = (zero_shot_scores(logprobs, shift) > 0).numpy().astype(int) == d.labels[d.test]
             results.zero_shot[key][d.name] = list(accuracy_interval(hit, seed))
             hits.append(hit)
         results.zero_shot[key]["pooled"] = list(accuracy_interval(np.concatenate(hits), seed))
-        zero_hits.append(np.concatenate(hits))
+        zero_hits[key] = np.concatenate(hits)
+    baseline = max(("calibrated", "calibrated_data"), key=lambda k: zero_hits[k].mean())
+    results.zero_shot["baseline"] = {"pooled": results.zero_shot[baseline]["pooled"], "variant": baseline}  # type: ignore[dict-item]
     for name in probes:
-        difference = correct[name].astype(float) - zero_hits[1].astype(float)
+        difference = correct[name].astype(float) - zero_hits[baseline].astype(float)
         low, high = bootstrap_interval(np.mean, difference, seed=seed)
         results.gap[name] = [float(difference.mean()), low, high]
 

@@ -39,7 +39,7 @@ def layer_figure(results: HonestyResults) -> MatplotlibFigure:
     for name in results.probes:
         curve = np.mean([results.layer_accuracy[name][s] for s in results.sets], axis=0)
         axis.plot(range(len(curve)), curve, marker=".", label=f"{name} (layer {results.best_layer[name]})")
-    zero = results.zero_shot.get("calibrated", {}).get("pooled")
+    zero = results.zero_shot.get("baseline", {}).get("pooled")
     if zero:
         axis.axhline(zero[0], color="black", ls="--", lw=1, label="zero-shot (calibrated)")
     axis.axhline(0.5, color="grey", lw=0.8)
@@ -94,17 +94,22 @@ def build_honesty_report(results: HonestyResults, out_dir: str | Path, *, metada
     """
     sections: list[CheckResult] = []
     best = max(results.probes, key=lambda p: results.pooled[p][0])
-    zero = results.zero_shot.get("calibrated", {}).get("pooled", [float("nan")] * 3)
+    zero = results.zero_shot.get("baseline", {}).get("pooled", [float("nan")] * 3)
     rows = [[name, results.best_layer[name], *[_r(results.test_accuracy[name][s][0]) for s in results.sets],
              _interval(results.pooled[name]), _interval(results.gap[name])] for name in results.probes]
-    rows.append(["zero-shot (calibrated)", "-", *[_r(results.zero_shot["calibrated"][s][0]) for s in results.sets],
-                 _interval(zero), "-"])
+    rows.append(["zero-shot (content-free prior)", "-",
+                 *[_r(results.zero_shot["calibrated"][s][0]) for s in results.sets],
+                 _interval(results.zero_shot["calibrated"]["pooled"]), "-"])
+    rows.append(["zero-shot (prior on the set)", "-",
+                 *[_r(results.zero_shot["calibrated_data"][s][0]) for s in results.sets],
+                 _interval(results.zero_shot["calibrated_data"]["pooled"]), "-"])
     rows.append(["zero-shot (raw)", "-", *[_r(results.zero_shot["raw"][s][0]) for s in results.sets],
                  _interval(results.zero_shot["raw"]["pooled"]), "-"])
     sections.append(_section(
         "probes", "Truth probes on held-out entities", "info",
         f"Best probe: {best} at layer {results.best_layer[best]}, held-out accuracy {_interval(results.pooled[best])} "
-        f"against the model's own calibrated answer {_interval(zero)} (gap {_interval(results.gap[best])}).",
+        f"against the model's own calibrated answer {_interval(zero)} (gap {_interval(results.gap[best])}; "
+        "the gap is to the stronger of the two calibrations).",
         metrics={f"{name}_accuracy": _r(results.pooled[name][0]) for name in results.probes}
         | {"zero_shot_accuracy": _r(zero[0]), "best_gap": _r(results.gap[best][0])},
         tables=[Table("Held-out accuracy at the layer chosen on validation data (pooled: 95% bootstrap interval)",
