@@ -12,7 +12,7 @@ from mlsafety.data import ImageDataset
 from mlsafety.models import Classifier
 from mlsafety.registry import CHECKS
 
-OPTIONS = {"unforeseen": {"attacks": ["jpeg", "fog", "prison"], "n_samples": 24}}
+OPTIONS = {"unforeseen": {"attacks": ["jpeg", "fog", "prison"], "n_samples": 16}}
 
 
 class _Quantise(nn.Module):
@@ -37,7 +37,8 @@ def test_quick_check_reports_ua2_spatial_and_patch(tiny_classifier, digits_split
 def test_masked_model_gets_a_warning(tiny_classifier, digits_splits) -> None:
     module = nn.Sequential(_Quantise(), tiny_classifier.normalize, tiny_classifier.module).eval()
     masked = Classifier(module, class_names=tiny_classifier.class_names, input_shape=(1, 16, 16), name="masked")
-    context = AuditContext(masked, digits_splits["test"], quick=True, options=OPTIONS)
+    options = {"unforeseen": {"attacks": ["jpeg", "prison"], "n_samples": 16}}
+    context = AuditContext(masked, digits_splits["test"], quick=True, options=options)
     result = UnforeseenCheck().run(context)
     assert result.verdict == "warn" and result.metrics["sanity_failures"] >= 1
     assert any("gradient" in warning for warning in result.warnings)
