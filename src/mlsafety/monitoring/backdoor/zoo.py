@@ -286,14 +286,16 @@ class Zoo:
         path = self.folder / "statistics.json"
         cache = json.loads(path.read_text()) if path.exists() else {}
         values = cache.setdefault(key, {})
-        missing = [row for row in self.rows(kind) if row["name"] not in values]
+        # one snapshot of the rows: a build running at the same time may add models meanwhile
+        rows = self.rows(kind)
+        missing = [row for row in rows if row["name"] not in values]
         if missing:
             from mlsafety.models import load_classifier
 
             for row in missing:
                 values[row["name"]] = float(compute(load_classifier(self.folder / row["file"])))
             _atomic_json(path, cache)
-        return {row["name"]: values[row["name"]] for row in self.rows(kind)}
+        return {row["name"]: values[row["name"]] for row in rows}
 
 
 def find_zoo(architecture: str, data: str, root: str | Path | None = None) -> Zoo | None:
