@@ -12,7 +12,6 @@ import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -28,7 +27,7 @@ class _Settings:
 settings = _Settings()
 
 
-def _usage_line(error: click.ClickException) -> str:
+def _usage_line(error: typer.TyperException) -> str:
     message = " ".join(error.format_message().split())
     context = getattr(error, "ctx", None)
     where = context.command_path if context is not None else "mlsafety"
@@ -43,11 +42,12 @@ class OneLineGroup(TyperGroup):
         try:
             result = super().main(args=args, prog_name=prog_name or "mlsafety", complete_var=complete_var,
                                   standalone_mode=False, **extra)
-        except click.ClickException as error:
-            click.echo(_usage_line(error), err=True)
-            code = EXIT_USAGE
-        except click.Abort:
-            click.echo("error: interrupted.", err=True)
+        except typer.TyperException as error:
+            typer.echo(_usage_line(error), err=True)
+            code = getattr(error, "exit_code", EXIT_USAGE) or EXIT_USAGE
+            code = EXIT_USAGE if code == 1 else code
+        except typer.Abort:
+            typer.echo("error: interrupted.", err=True)
             code = 130
         else:
             code = result if isinstance(result, int) else 0

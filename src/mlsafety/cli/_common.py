@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 
@@ -66,7 +65,7 @@ def cli_errors(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except (typer.Exit, click.ClickException):
+        except (typer.Exit, typer.TyperException):
             raise
         except MLSafetyError as error:
             raise fail(str(error)) from error
