@@ -54,6 +54,10 @@ def preflight(context: AuditContext) -> list[str]:
     if len(data) == 0:
         raise InvalidInputError(f"the evaluation data ({data.name}) holds no images; pass a non-empty data set.")
     n_outputs = classifier.validate_outputs(data.images[:16])
+    if classifier.class_names is None:
+        # a model file without class names takes the data's, unless they cannot be its outputs
+        same = data.n_classes == n_outputs
+        classifier.class_names = list(data.class_names) if same else [str(i) for i in range(n_outputs)]
     warnings = _check_labels_fit(data, n_outputs, "evaluation")
     if context.validation is not None and len(context.validation):
         if context.validation.image_shape != data.image_shape:

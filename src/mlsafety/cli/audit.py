@@ -42,8 +42,6 @@ def build_context(
         classifier = load_classifier(model, architecture=architecture, normalization=normalization, device=device)
     splits = default_splits() if data is None or validation is None else {}
     evaluation = splits["test"] if data is None else load_dataset(data)
-    if classifier.class_names is None:
-        classifier.class_names = list(evaluation.class_names)
     if validation is not None:
         held_out = load_dataset(validation)
     elif data is None:

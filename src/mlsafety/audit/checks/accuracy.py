@@ -54,7 +54,9 @@ class AccuracyCheck(Check):
         logits = context.logits(data)
         predictions = logits.argmax(1).cpu().numpy()
         labels = data.labels.cpu().numpy()
-        names = data.class_names
+        # the model's classes, not only the labelled ones: predictions of an unlabelled class are errors
+        names = list(context.classifier.class_names or data.class_names)
+        names += [str(i) for i in range(len(names), logits.shape[1])]
         matrix = confusion_matrix(labels, predictions, labels=np.arange(len(names)))
         support = matrix.sum(1)
         per_class = np.divide(np.diag(matrix), support, out=np.full(len(names), np.nan),

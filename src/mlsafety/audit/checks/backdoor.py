@@ -111,6 +111,18 @@ class BackdoorCheck(Check):
     title = "Backdoors (trojans)"
     hazard = "Monitoring: backdoors"
     order = 60
+    metric_names = frozenset({
+        "anomaly_index",
+        "calibrated",
+        "calibrated_p_value",
+        "calibration_measured_fpr",
+        "is_backdoored",
+        "min_trigger_l1",
+        "neural_cleanse_seconds",
+        "spectral_max_score",
+        "strip_flagged_fraction",
+        "suspected_target",
+    })
 
     def not_applicable(self, context: AuditContext) -> str | None:
         n_classes = len(context.data.class_names)

@@ -67,6 +67,15 @@ class UnforeseenCheck(Check):
     hazard = "Robustness: perceptible and unforeseen adversaries"
     requires = frozenset({"gradients"})
     order = 35
+    metric_names = frozenset({
+        "clean_accuracy",
+        "n_samples",
+        "patch_success_rate",
+        "sanity_failures",
+        "spatial_accuracy",
+        "ua2",
+        "worst_attack_accuracy",
+    })
 
     def not_applicable(self, context: AuditContext) -> str | None:
         reason = super().not_applicable(context)
