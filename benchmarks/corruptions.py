@@ -14,13 +14,26 @@ The reference's glass_blur, gaussian_blur and fog are patched to run (see
 fidelity_corruptions.py); totals are given over all 19 and over the 16 that the unpatched
 reference runs.
 
+Limits: the noise corruptions read and write each value once (8 bytes per float32 value), so
+their bound is a memory copy of the batch; the script measures ``torch`` copy of a tensor of
+the batch's size in the same run (``memcpy`` column, bytes read + written per second) and
+prints the noise ops' effective bytes per second against it, next to the rate of the random
+draws they need (``torch.randn`` / ``torch.rand`` of the batch's size), which is what they
+actually wait for on the CPU.
+
+Output: one table per size (ours, reference, ratio, limit) and the totals; the JSON also
+records the ATen CPU capability, the load average and the date.
+
     python benchmarks/corruptions.py --n32 128 --n224 12 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,8 +44,12 @@ RESULTS = Path(__file__).parent / "results"
 CRASHING = {"glass_blur", "gaussian_blur", "fog"}
 
 
-def timed(function, repeats: int) -> tuple[float, float]:
-    """Best wall and best CPU seconds of ``repeats`` calls after one warm-up call."""
+NOISE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
+
+
+def timed(function, repeats: int, medians: dict | None = None) -> tuple[float, float]:
+    """Best wall and best CPU seconds of ``repeats`` calls after one warm-up call (the median
+    CPU seconds go into ``medians["cpu"]`` when given)."""
     function()
     walls, cpus = [], []
     for _ in range(repeats):
@@ -40,7 +57,20 @@ def timed(function, repeats: int) -> tuple[float, float]:
         function()
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
+    if medians is not None:
+        medians["cpu"] = statistics.median(cpus)
     return min(walls), min(cpus)
+
+
+def memory_limits(x: torch.Tensor, repeats: int) -> dict:
+    """Bytes per second of a copy of ``x`` (read + write) and values per second of the draws."""
+    out = torch.empty_like(x)
+    generator = torch.Generator().manual_seed(0)
+    copy = timed(lambda: out.copy_(x), max(repeats, 5))[1]
+    randn = timed(lambda: torch.randn(x.shape, generator=generator, out=out), max(repeats, 5))[1]
+    rand = timed(lambda: torch.rand(x.shape, generator=generator, out=out), max(repeats, 5))[1]
+    return {"memcpy_bytes_per_s": 2 * x.numel() * 4 / max(copy, 1e-9), "randn_values_per_s": x.numel() / randn,
+            "rand_values_per_s": x.numel() / rand}
 
 
 def main() -> None:
@@ -62,25 +92,44 @@ def main() -> None:
 
     names = corruption_names("all") if args.names == "all" else args.names.split(",")
     report = {"severity": args.severity, "threads": 1, "repeats": args.repeats, "torch": torch.__version__,
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "load_average_start": os.getloadavg(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "sizes": {}}
+    print(f"ATen CPU capability {report['cpu_capability']}, load average {report['load_average_start']}", flush=True)
     sizes = [int(size) for size in args.sizes.split(",")]
     for size, n in ((32, args.n32), (224, args.n224)):
         if size not in sizes:
             continue
         images = photo_patches(n, size, seed=size)
         x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255).contiguous()
+        limits = memory_limits(x, args.repeats)
+        print(f"{size}px batch {tuple(x.shape)}: memcpy {limits['memcpy_bytes_per_s'] / 1e9:.1f} GB/s, "
+              f"randn {limits['randn_values_per_s'] / 1e6:.0f} M values/s, "
+              f"rand {limits['rand_values_per_s'] / 1e6:.0f} M values/s", flush=True)
+        print(f"{'corruption':18s} {'ours ms/img':>11s} {'ref ms/img':>11s} {'ratio':>7s}  limit", flush=True)
         rows = {}
         for name in names:
             corruption = CORRUPTIONS.get(name)(severity=args.severity, seed=0, resolution="imagenet")
-            ours_wall, ours_cpu = timed(lambda c=corruption, x=x: c(x), args.repeats)
+            # ours and the reference back to back for each corruption (same machine state)
+            ours_median, ref_median = {}, {}
+            ours_wall, ours_cpu = timed(lambda c=corruption, x=x: c(x), args.repeats, ours_median)
             ref_wall, ref_cpu = timed(
                 lambda name=name, images=images: reference_corrupt(reference, images, name, args.severity, 0),
-                args.repeats)
+                args.repeats, ref_median)
             rows[name] = {"ours_ms": 1000 * ours_cpu / n, "reference_ms": 1000 * ref_cpu / n,
                           "ratio": ref_cpu / max(ours_cpu, 1e-9),
+                          "ratio_of_medians": ref_median["cpu"] / max(ours_median["cpu"], 1e-9),
                           "ours_wall_ms": 1000 * ours_wall / n, "reference_wall_ms": 1000 * ref_wall / n}
-            print(f"{size:3d}px {name:18s} ours {rows[name]['ours_ms']:8.3f} ms/img  "
-                  f"reference {rows[name]['reference_ms']:9.3f} ms/img  x{rows[name]['ratio']:7.1f}", flush=True)
+            limit = ""
+            if name in NOISE:
+                # read x, write the result: 8 bytes per value at best
+                rate = 8 * x.numel() / max(ours_cpu, 1e-9)
+                rows[name]["bytes_per_s"] = rate
+                rows[name]["fraction_of_memcpy"] = rate / limits["memcpy_bytes_per_s"]
+                limit = (f"{rate / 1e9:.1f} GB/s = {rate / limits['memcpy_bytes_per_s']:.0%} of memcpy "
+                         f"({limits['memcpy_bytes_per_s'] / 1e9:.0f} GB/s)")
+            print(f"{name:18s} {rows[name]['ours_ms']:11.3f} {rows[name]['reference_ms']:11.3f} "
+                  f"{rows[name]['ratio']:6.1f}x  {limit}", flush=True)
         totals = {}
         for label, subset in (("all", names), ("reference_runs_unpatched", [m for m in names if m not in CRASHING])):
             ours = sum(rows[m]["ours_ms"] for m in subset)
@@ -88,7 +137,8 @@ def main() -> None:
             totals[label] = {"ours_ms": ours, "reference_ms": ref, "ratio": ref / max(ours, 1e-9), "n": len(subset)}
             print(f"{size:3d}px TOTAL ({label}, {len(subset)}): ours {ours:.2f} ms/img, reference {ref:.2f} ms/img, "
                   f"ratio x{ref / max(ours, 1e-9):.1f}", flush=True)
-        report["sizes"][str(size)] = {"n_images": n, "corruptions": rows, "totals": totals}
+        report["sizes"][str(size)] = {"n_images": n, "limits": limits, "corruptions": rows, "totals": totals}
+    report["load_average_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "corruptions_speed.json"
     out.write_text(json.dumps(report, indent=1))

@@ -1,6 +1,7 @@
 """The random draws behind the corruptions match their distributions: the table-inversion
 Poisson sampler of shot noise (chi-square against scipy.stats.poisson, on and off the rate
-grid) and the glass-blur displacements (uniform on [-d, d))."""
+grid), the glass-blur displacements (uniform on [-d, d)) and the Bernoulli positions of
+impulse noise (geometric gaps: binomial counts, independent neighbours, fair salt/pepper)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from mlsafety.registry import CORRUPTIONS
 from mlsafety.robustness.corruptions.blur import glass_offsets
-from mlsafety.robustness.corruptions.noise import sample_poisson
+from mlsafety.robustness.corruptions.noise import bernoulli_positions, sample_poisson
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -62,3 +64,33 @@ def test_glass_offsets_are_uniform_on_the_published_range(max_delta: int) -> Non
     assert values.min() == 0 and values.max() == 2 * max_delta - 1
     span = 2 * max_delta
     assert _chi_square_p(values, np.full(span, 1 / span)) > 1e-3
+
+
+@pytest.mark.parametrize("probability", [0.01, 0.09, 0.27])
+def test_impulse_positions_are_a_bernoulli_process(probability: float) -> None:
+    n = 400_000
+    generator = torch.Generator().manual_seed(int(probability * 100))
+    positions = bernoulli_positions(n, probability, generator, "cpu")
+    assert positions.dtype == torch.long and bool((positions.diff() > 0).all())
+    assert int(positions[0]) >= 0 and int(positions[-1]) < n
+    # the count is Binomial(n, p): within 5 standard deviations
+    assert abs(len(positions) - n * probability) < 5 * (n * probability * (1 - probability)) ** 0.5
+    hit = torch.zeros(n, dtype=torch.bool)
+    hit[positions] = True
+    # both halves of every pair hit with probability p^2 (independence), at the start and end alike
+    pairs = hit.view(-1, 2).all(1).double().mean().item()
+    assert abs(pairs - probability**2) < 5 * (probability**2 / (n / 2)) ** 0.5
+    assert abs(hit[: n // 2].double().mean().item() - hit[n // 2:].double().mean().item()) < 0.01
+    # the gaps follow the geometric law (chi-square)
+    gaps = positions.diff().numpy() - 1
+    pmf = stats.geom.pmf(np.arange(gaps.max() + 1) + 1, probability)
+    assert _chi_square_p(gaps, pmf) > 1e-4
+
+
+def test_impulse_noise_salt_and_pepper_are_balanced() -> None:
+    x = torch.full((4, 3, 64, 64), 0.5)
+    out = CORRUPTIONS.get("impulse_noise")(severity=5, seed=3, resolution="imagenet")(x)
+    changed = out != 0.5
+    assert abs(changed.double().mean().item() - 0.27) < 0.01
+    salt = (out[changed] == 1).double().mean().item()
+    assert abs(salt - 0.5) < 0.02 and bool(((out[changed] == 0) | (out[changed] == 1)).all())

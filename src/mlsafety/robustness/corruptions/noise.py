@@ -49,16 +49,46 @@ class ShotNoise(Corruption):
 class ImpulseNoise(Corruption):
     """Salt-and-pepper noise (``skimage.util.random_noise(mode='s&p')``): each value is
     replaced with probability ``c`` (ImageNet 0.03-0.27, CIFAR 0.01-0.07), by 1 or 0 with
-    equal chance. Parameters as in :class:`Corruption`."""
+    equal chance. Parameters as in :class:`Corruption`.
 
-    chunk_elements = 1 << 18
+    Only the replaced values are drawn: the gaps between them in the flattened batch are
+    independent geometric variables (:func:`bernoulli_positions`), which is the same
+    Bernoulli process as one uniform per value at about ``c`` of its random draws.
+    """
 
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
-        # one uniform decides both: u < c / 2 is salt, c / 2 <= u < c pepper (each c / 2, as
-        # two independent draws would give)
-        uniform = torch.rand(x.shape, generator=generator, device=x.device)
-        # two full-size float tensors in all (the uniforms and the result)
-        return torch.mul(x, uniform >= params).add_(uniform < params / 2)
+        out = x.clone()
+        positions = bernoulli_positions(out.numel(), float(params), generator, x.device)
+        # salt (1) or pepper (0): a fair coin per replaced value
+        salt = torch.randint(0, 2, positions.shape, generator=generator, device=x.device, dtype=out.dtype)
+        out.view(-1).index_put_((positions,), salt)
+        return out
+
+
+def bernoulli_positions(n: int, probability: float, generator: torch.Generator,
+                        device: torch.device | str) -> torch.Tensor:
+    """Indices (int64, increasing) of the successes among ``n`` independent Bernoulli(``p``)
+    trials, drawn as cumulative sums of geometric gaps ``floor(log U / log(1 - p))`` (Devroye
+    1986, *Non-Uniform Random Variate Generation*, X.2): about ``n p`` draws instead of ``n``."""
+    if probability <= 0 or n == 0:
+        return torch.empty(0, dtype=torch.long, device=device)
+    if probability >= 1:
+        return torch.arange(n, device=device)
+    scale = 1 / math.log1p(-probability)
+    pieces, end = [], -1  # index of the last success so far
+    while True:
+        mean = (n - 1 - end) * probability
+        count = int(mean + 6 * math.sqrt(mean + 1) + 16)
+        # float64 uniforms in (0, 1]: gaps are exact far beyond any image size
+        uniform = torch.rand(count, generator=generator, device=device, dtype=torch.float64).neg_().add_(1)
+        gaps = uniform.log_().mul_(scale).floor_().long().add_(1)
+        positions = gaps.cumsum_(0).add_(end)
+        pieces.append(positions)
+        end = int(positions[-1])
+        if end >= n:
+            break
+    positions = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    return positions[: int(torch.searchsorted(positions, n))]
 
 
 @CORRUPTIONS.register("speckle_noise", group="holdout", family="noise")
