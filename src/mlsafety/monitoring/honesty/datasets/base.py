@@ -157,36 +157,48 @@ def load_statements_csv(path: str | Path, name: str | None = None) -> Statements
         raise DataNotFoundError(f"statement CSV {str(path)!r} does not exist; pass a CSV with columns statement,label.")
     truthy = {"1", "true", "yes", "t", "y"}
     falsy = {"0", "false", "no", "f", "n"}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-        missing = [c for c in ("statement", "label") if c not in columns]
-        if missing:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InvalidInputError(
+            f"statement CSV {str(path)!r} is not a UTF-8 CSV text file ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:100]}); save it as CSV with UTF-8 encoding."
+        ) from None
+    columns = [c.strip().lower() for c in header]
+    missing = [c for c in ("statement", "label") if c not in columns]
+    if missing:
+        raise InvalidInputError(
+            f"statement CSV {str(path)!r} lacks the column(s) {', '.join(missing)}; got columns "
+            f"{columns or 'none'}. Write a header line 'statement,label' (label 1 = true, 0 = false)."
+        )
+    texts: list[str] = []
+    labels: list[int] = []
+    entities: list[str] = []
+    topics: set[str] = set()
+    for line, raw_row in enumerate(rows, start=2):
+        if None in raw_row:  # DictReader files surplus cells under the key None
             raise InvalidInputError(
-                f"statement CSV {str(path)!r} lacks the column(s) {', '.join(missing)}; got columns "
-                f"{columns or 'none'}. Write a header line 'statement,label' (label 1 = true, 0 = false)."
+                f"line {line} of {str(path)!r} has more cells than the header; quote statements that hold commas."
             )
-        texts: list[str] = []
-        labels: list[int] = []
-        entities: list[str] = []
-        topics: set[str] = set()
-        for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            text, raw = row["statement"], row["label"].lower()
-            if not text:
-                continue
-            if raw in truthy:
-                labels.append(1)
-            elif raw in falsy:
-                labels.append(0)
-            else:
-                raise InvalidInputError(
-                    f"label {row['label']!r} on line {line} of {str(path)!r} is not boolean; use 1/0 or true/false."
-                )
-            texts.append(text)
-            entities.append(row.get("entity") or text)
-            if row.get("topic"):
-                topics.add(row["topic"])
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw_row.items()}
+        text, raw = row["statement"], row["label"].lower()
+        if not text:
+            continue
+        if raw in truthy:
+            labels.append(1)
+        elif raw in falsy:
+            labels.append(0)
+        else:
+            raise InvalidInputError(
+                f"label {row['label']!r} on line {line} of {str(path)!r} is not boolean; use 1/0 or true/false."
+            )
+        texts.append(text)
+        entities.append(row.get("entity") or text)
+        if row.get("topic"):
+            topics.add(row["topic"])
     statements = Statements(texts, np.array(labels, dtype=np.int64), entities, name=name or path.stem,
                             topic=topics.pop() if len(topics) == 1 else "")
     statements.check_two_classes(f"statement CSV {str(path)!r}:")
