@@ -1,18 +1,25 @@
-"""Model-level backdoor detection on the shadow-model zoo: calibration and leave-one-family-out.
+"""Model-level backdoor detection on the shadow-model zoo: leave-one-family-out and calibration.
 
-Uses the zoo built by ``mlsafety backdoor zoo build`` (default configuration: width-16
-SmallCNN, 10,000 Fashion-MNIST training images, 3 epochs) and writes
-``benchmarks/results/backdoor_meta.json`` (atomically, after every stage):
+Uses the zoo built by ``mlsafety backdoor zoo build --n-clean 38 --n-backdoored 40`` (default
+configuration: width-16 SmallCNN, 10,000 Fashion-MNIST training images, 3 epochs) and writes
+``benchmarks/results/backdoor_meta.json`` atomically after every fitted detector (rerunning
+skips finished stages, so an interrupted run resumes).
 
-* **Calibration**: Neural Cleanse's anomaly index (with the MAD median fix) on every clean
-  shadow, with the audit's quick and full settings; leave-one-out FPR of the p <= 0.05 rule,
-  and how often the uncalibrated rule (index > 2) fires on the same clean models.
-* **Leave-one-family-out**: for each attack family F, MNTD and ULP are trained on the first
-  half of the clean shadows and on the backdoored shadows of the *other* families, and tested
-  on the second half of the clean shadows against the F models (never seen in training).
-  AUROC and TPR at 5% FPR with 95% bootstrap intervals (2,000 resamples of test models).
+* ``lofo``: leave-one-attack-family-out with cross-fitting. The clean shadows are split in two
+  folds (even / odd index). For each family F and fold k, MNTD and ULP are trained on the
+  clean shadows of the other fold and the backdoored shadows of the *other* families, and
+  tested on the clean shadows of fold k against the F models: every test model is scored
+  by a detector that never saw it, and no detector saw family F. AUROC and TPR at 5% FPR are
+  averaged over the two folds; 95% intervals from 2,000 bootstrap resamples of the test models
+  (within each fold and class).
+* ``reverse``: Neural Cleanse and TABOR need no training, so every zoo model is a test model:
+  the norm ratio (median over smallest reversed-trigger norm) and the MAD anomaly index with
+  the audit's quick settings, per family.
+* ``calibration``: the audit's rule (calibrated Neural Cleanse norm ratio + MNTD + ULP, minimum
+  p-value recalibrated, p <= 0.05) on the held-out clean shadows: leave-one-out false-positive
+  rate, for the quick and the full settings.
 
-    nice -n 10 python benchmarks/backdoor_meta.py [--skip-nc]
+    nice -n 10 python benchmarks/backdoor_meta.py [--stages lofo,reverse,calibration]
 """
 
 from __future__ import annotations
@@ -30,12 +37,22 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from mlsafety.data import default_splits
-from mlsafety.monitoring.backdoor import MNTD, ULP, NeuralCleanse
+from mlsafety.monitoring.backdoor import NeuralCleanse
+from mlsafety.monitoring.backdoor._model_detector import BACKDOOR_MODEL_DETECTORS
 from mlsafety.monitoring.backdoor.calibration import calibrated_decision
+from mlsafety.monitoring.backdoor.model_level import (
+    fitted_meta_detectors,
+    meta_key,
+    reverse_engineering_key,
+    reverse_engineering_statistics,
+    split_clean_rows,
+)
+from mlsafety.monitoring.backdoor.tabor import TABOR
 from mlsafety.monitoring.backdoor.zoo import FAMILIES, Zoo, ZooConfig
 
 torch.set_num_threads(1)
 RESULTS = Path(__file__).parent / "results" / "backdoor_meta.json"
+# the audit's settings (mlsafety.audit.checks.backdoor.NC_SETTINGS)
 NC_SETTINGS = {"quick": {"steps": 25, "batch_size": 8, "n_samples": 128},
                "full": {"steps": 120, "batch_size": 16, "n_samples": 1000}}
 
@@ -48,77 +65,139 @@ def save(payload: dict[str, Any]) -> None:
 
 
 def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
+    """TPR at the threshold that flags at most ``fpr`` of the clean models (strictly above it)."""
     negatives = np.sort(scores[labels == 0])
-    # the threshold flags at most fpr of the clean test models
     k = int(np.floor(fpr * negatives.size))
     threshold = negatives[-k - 1] if k < negatives.size else -np.inf
     return float(np.mean(scores[labels == 1] > threshold))
 
 
-def bootstrap(labels: np.ndarray, scores: np.ndarray, n: int = 2000, seed: int = 0) -> dict[str, Any]:
+def fold_metrics(folds: list[tuple[np.ndarray, np.ndarray]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """AUROC and TPR@5%FPR averaged over folds [(labels, scores)], with bootstrap intervals."""
     rng = np.random.default_rng(seed)
-    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    aurocs, tprs = [], []
-    for _ in range(n):
-        index = np.concatenate([rng.choice(positives, positives.size), rng.choice(negatives, negatives.size)])
-        aurocs.append(roc_auc_score(labels[index], scores[index]))
-        tprs.append(tpr_at_fpr(labels[index], scores[index]))
-    return {"auroc": float(roc_auc_score(labels, scores)), "auroc_ci": np.percentile(aurocs, [2.5, 97.5]).tolist(),
-            "tpr_at_5fpr": tpr_at_fpr(labels, scores), "tpr_ci": np.percentile(tprs, [2.5, 97.5]).tolist(),
-            "n_backdoored": int(positives.size), "n_clean": int(negatives.size)}
+
+    def metrics(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+        return (float(np.mean([roc_auc_score(y, s) for y, s in pairs])),
+                float(np.mean([tpr_at_fpr(y, s) for y, s in pairs])))
+
+    auroc, tpr = metrics(folds)
+    boot = []
+    for _ in range(n_boot):
+        resampled = []
+        for labels, scores in folds:
+            pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+            index = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
+            resampled.append((labels[index], scores[index]))
+        boot.append(metrics(resampled))
+    boot_array = np.array(boot)
+    return {"auroc": auroc, "auroc_ci": np.percentile(boot_array[:, 0], [2.5, 97.5]).round(3).tolist(),
+            "tpr_at_5fpr": tpr, "tpr_ci": np.percentile(boot_array[:, 1], [2.5, 97.5]).round(3).tolist(),
+            "n_backdoored": int(sum((y == 1).sum() for y, _ in folds)),
+            "n_clean": int(sum((y == 0).sum() for y, _ in folds))}
+
+
+def stage_lofo(zoo: Zoo, payload: dict[str, Any]) -> None:
+    clean = zoo.load_models("clean")
+    backdoored = zoo.load_models("backdoored")
+    folds = [clean[0::2], clean[1::2]]
+    scores = payload.setdefault("lofo_scores", {})
+    for name in ("mntd", "ulp"):
+        for family in FAMILIES:
+            for k in (0, 1):
+                key = f"{name}/{family}/{k}"
+                if key in scores:
+                    continue
+                train = folds[1 - k] + [pair for pair in backdoored if pair[0]["family"] != family]
+                test = folds[k] + [pair for pair in backdoored if pair[0]["family"] == family]
+                start = time.perf_counter()
+                detector = BACKDOOR_MODEL_DETECTORS.create(name, seed=0)
+                detector.fit([m for _, m in train], [int(r["family"] is not None) for r, _ in train])
+                scores[key] = {"labels": [int(r["family"] is not None) for r, _ in test],
+                               "names": [r["name"] for r, _ in test],
+                               "scores": detector.score_models([m for _, m in test]).tolist(),
+                               "n_train": len(train), "seconds": round(time.perf_counter() - start, 1)}
+                print(key, scores[key]["seconds"], flush=True)
+                save(payload)
+    table: dict[str, Any] = {}
+    for name in ("mntd", "ulp"):
+        table[name] = {family: fold_metrics([(np.array(scores[f"{name}/{family}/{k}"]["labels"]),
+                                              np.array(scores[f"{name}/{family}/{k}"]["scores"])) for k in (0, 1)])
+                       for family in FAMILIES}
+        table[name]["mean_auroc"] = float(np.mean([table[name][f]["auroc"] for f in FAMILIES]))
+    payload["lofo"] = table
+    save(payload)
+
+
+def reverse_statistics(zoo: Zoo, method: str, settings: dict[str, Any], reference: Any,
+                       names: list[str] | None = None) -> dict[str, Any]:
+    factory = NeuralCleanse if method == "neural_cleanse" else TABOR
+    key = reverse_engineering_key(method, settings, 0, reference)
+    return zoo.statistics(key, lambda model: reverse_engineering_statistics(factory(seed=0, **settings).fit(
+        model, reference)), names=names)
+
+
+def stage_reverse(zoo: Zoo, payload: dict[str, Any]) -> None:
+    reference = default_splits()["validation"]
+    rows = {row["name"]: row for row in zoo.rows()}
+    table: dict[str, Any] = {}
+    for method in ("neural_cleanse", "tabor"):
+        start = time.perf_counter()
+        stats = reverse_statistics(zoo, method, NC_SETTINGS["quick"], reference)
+        for statistic in ("norm_ratio", "anomaly_index"):
+            entry: dict[str, Any] = {}
+            for family in FAMILIES:
+                names = [n for n in stats if rows[n]["family"] in (None, family)]
+                labels = np.array([int(rows[n]["family"] is not None) for n in names])
+                entry[family] = fold_metrics([(labels, np.array([stats[n][statistic] for n in names]))])
+            entry["mean_auroc"] = float(np.mean([entry[f]["auroc"] for f in FAMILIES]))
+            table[f"{method}:{statistic}"] = entry
+        # does the smallest trigger belong to the true target?
+        hits = [stats[n]["smallest_class"] == rows[n]["attack"]["target_class"] for n in stats
+                if rows[n]["family"] is not None]
+        table[f"{method}:target_smallest"] = float(np.mean(hits))
+        table[f"{method}:seconds"] = round(time.perf_counter() - start, 1)
+        payload["reverse_quick"] = table
+        save(payload)
+
+
+def stage_calibration(zoo: Zoo, payload: dict[str, Any]) -> None:
+    reference = default_splits()["validation"]
+    _, calibration_rows = split_clean_rows(zoo.rows("clean"))
+    names = [row["name"] for row in calibration_rows]
+    detectors = fitted_meta_detectors(zoo)
+    null: dict[str, list[float]] = {}
+    for name, detector in detectors.items():
+        values = zoo.statistics(meta_key(detector), detector.score_model, kind="clean", names=names)
+        null[name] = [values[n] for n in names]
+    result: dict[str, Any] = {"n_calibration_clean": len(names), "calibration_models": names}
+    for mode in ("quick", "full"):
+        start = time.perf_counter()
+        stats = reverse_statistics(zoo, "neural_cleanse", NC_SETTINGS[mode], reference, names=names)
+        table = {**null, "neural_cleanse_norm_ratio": [stats[n]["norm_ratio"] for n in names]}
+        decision = calibrated_decision({name: 0.0 for name in table}, table, alpha=0.05, zoo=zoo.config.identity)
+        only_nc = calibrated_decision({"x": 0.0}, {"x": table["neural_cleanse_norm_ratio"]}, alpha=0.05)
+        result[mode] = {"measured_fpr_combined": decision.measured_fpr, "measured_fpr_nc_only": only_nc.measured_fpr,
+                        "uncalibrated_mad_fpr": float(np.mean([stats[n]["anomaly_index"] > 2 for n in names])),
+                        "nc_norm_ratio": table["neural_cleanse_norm_ratio"],
+                        "seconds": round(time.perf_counter() - start, 1)}
+        payload["calibration"] = result
+        save(payload)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--skip-nc", action="store_true")
+    parser.add_argument("--stages", default="lofo,reverse,calibration")
     args = parser.parse_args()
     zoo = Zoo(ZooConfig())
-    rows = zoo.rows()
-    payload: dict[str, Any] = {"zoo": zoo.config.identity, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs "
-                               "(shared with other jobs), torch threads 1",
-                               "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                               "models": [{k: row[k] for k in ("name", "family", "clean_accuracy",
-                                                                "attack_success_rate", "training_seconds", "attack")}
-                                          for row in rows]}
+    payload: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    payload.update({"zoo": zoo.config.identity, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs "
+                    "(shared with other jobs), torch threads 1", "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                    "models": [{k: row[k] for k in ("name", "family", "clean_accuracy", "attack_success_rate",
+                                                     "training_seconds", "attack")} for row in zoo.rows()]})
     save(payload)
-    clean_pairs = zoo.load_models("clean")
-    backdoored_pairs = zoo.load_models("backdoored")
-    if not args.skip_nc:
-        validation = default_splits()["validation"].head(1000, seed=0)
-        payload["neural_cleanse"] = {}
-        for mode, settings in NC_SETTINGS.items():
-            start = time.perf_counter()
-            indices = [NeuralCleanse(seed=0, **settings).fit(model, validation).anomaly_index_
-                       for _, model in clean_pairs]
-            decision = calibrated_decision({"index": 0.0}, {"index": indices}, alpha=0.05, zoo=zoo.config.identity)
-            payload["neural_cleanse"][mode] = {
-                "clean_indices": indices, "uncalibrated_fpr": float(np.mean(np.asarray(indices) > 2)),
-                "calibrated_measured_fpr": decision.measured_fpr, "n_clean": len(indices),
-                "seconds": time.perf_counter() - start}
-            save(payload)
-    half = len(clean_pairs) // 2
-    clean_train, clean_test = clean_pairs[:half], clean_pairs[half:]
-    payload["leave_one_family_out"] = {}
-    for name, factory in (("mntd", MNTD), ("ulp", ULP)):
-        table: dict[str, Any] = {}
-        for family in FAMILIES:
-            train = clean_train + [pair for pair in backdoored_pairs if pair[0]["family"] != family]
-            test_backdoored = [pair for pair in backdoored_pairs if pair[0]["family"] == family]
-            if not test_backdoored:
-                continue
-            start = time.perf_counter()
-            detector = factory(seed=0).fit([m for _, m in train], [int(r["family"] is not None) for r, _ in train])
-            test = clean_test + test_backdoored
-            labels = np.array([int(r["family"] is not None) for r, _ in test])
-            scores = detector.score_models([m for _, m in test]).numpy()
-            table[family] = {**bootstrap(labels, scores), "seconds": time.perf_counter() - start,
-                             "n_train_models": len(train)}
-            print(name, family, table[family], flush=True)
-            payload["leave_one_family_out"][name] = table
-            save(payload)
-        table["mean_auroc"] = float(np.mean([table[f]["auroc"] for f in FAMILIES if f in table]))
-        payload["leave_one_family_out"][name] = table
-        save(payload)
+    stages = {"lofo": stage_lofo, "reverse": stage_reverse, "calibration": stage_calibration}
+    for stage in args.stages.split(","):
+        stages[stage](zoo, payload)
 
 
 if __name__ == "__main__":

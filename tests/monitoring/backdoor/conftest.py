@@ -38,10 +38,11 @@ def backdoored(digits_splits: dict[str, ImageDataset], badnets_attack: BadNets
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
-    """A shadow zoo of 4 clean + 4 backdoored width-8 digits models (about 5 s)."""
+    """A shadow zoo of 6 clean + 4 backdoored width-8 digits models (a few seconds), stored where
+    ``find_zoo`` looks when ``$MLSAFETY_CACHE`` is ``tiny_zoo.folder.parent.parent``."""
     from mlsafety.monitoring.backdoor.zoo import Zoo, ZooConfig
 
     zoo = Zoo(ZooConfig(data="digits", width=8, n_train=600, epochs=5, batch_size=64, learning_rate=1e-2),
-              root=tmp_path_factory.mktemp("zoo"))
-    zoo.build(n_clean=4, n_backdoored=4)
+              root=tmp_path_factory.mktemp("cache") / "backdoor_zoo")
+    zoo.build(n_clean=6, n_backdoored=4)
     return zoo

@@ -4,10 +4,12 @@ import dataclasses
 
 from mlsafety.audit.base import AuditContext
 from mlsafety.audit.checks.backdoor import BackdoorCheck
+from mlsafety.models import build_architecture
 from mlsafety.registry import CHECKS
 
 
-def test_backdoor_check_runs_and_reports_triggers(backdoored, digits_splits) -> None:
+def test_backdoor_check_runs_and_reports_triggers(backdoored, digits_splits, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MLSAFETY_CACHE", str(tmp_path))  # no zoo: uncalibrated
     classifier, poisoned, _ = backdoored
     assert CHECKS.get("backdoor") is BackdoorCheck
     context = AuditContext(classifier=classifier, data=digits_splits["test"], validation=digits_splits["validation"],
@@ -21,6 +23,8 @@ def test_backdoor_check_runs_and_reports_triggers(backdoored, digits_splits) -> 
     # quick mode: the target's trigger is already the smallest
     assert min(range(10), key=lambda k: result.tables[0].rows[k][1]) == 0
     assert any("quick mode" in note for note in result.notes)
+    assert result.metrics["calibrated"] == 0 and result.notes[0].startswith("UNCALIBRATED")
+    assert "mlsafety backdoor zoo build --architecture tiny_backdoored --data digits" in result.notes[0]
     # full mode adds the Spectral Signatures table on the training data
     full = BackdoorCheck().run(dataclasses.replace(
         context, quick=False, options={"backdoor": {"neural_cleanse": {"steps": 5, "n_samples": 100}}}))
@@ -34,3 +38,30 @@ def test_backdoor_check_not_applicable_to_two_classes(tiny_classifier, digits_sp
     two.class_names = ["0", "1"]
     context = AuditContext(classifier=tiny_classifier, data=two)
     assert "at least 3 classes" in BackdoorCheck().not_applicable(context)
+
+
+def test_backdoor_check_is_calibrated_against_a_zoo(tiny_zoo, backdoored, digits_splits, monkeypatch) -> None:
+    from mlsafety.models import Classifier
+    from mlsafety.monitoring.backdoor import model_level
+
+    monkeypatch.setenv("MLSAFETY_CACHE", str(tiny_zoo.folder.parent.parent))
+    # 6 clean shadows: 2 train the meta-detectors, 4 calibrate (too few to flag at 0.05, which the notes say)
+    monkeypatch.setattr(model_level, "MIN_CALIBRATION_SHADOWS", 4)
+    model = backdoored[0]
+    classifier = Classifier(model.module, mean=[0.3], std=[0.4], class_names=model.class_names,
+                            input_shape=(1, 16, 16), name="small_cnn")
+    context = AuditContext(classifier=classifier, data=digits_splits["test"], validation=digits_splits["validation"],
+                           quick=True, options={"backdoor": {"neural_cleanse": {"steps": 10, "n_samples": 100}}})
+    result = BackdoorCheck().run(context)
+    assert result.metrics["calibrated"] == 1 and result.metrics["zoo_mismatch"] == 0
+    calibration = result.details["calibration"]
+    assert set(calibration["statistics"]) == {"neural_cleanse_norm_ratio", "mntd", "ulp"}
+    assert calibration["n_clean_shadows"] == 4 and calibration["zoo"] == tiny_zoo.config.identity
+    assert result.verdict == "pass" and any("only 4 clean shadows" in note for note in result.notes)
+    assert result.tables[0].title.startswith("Calibrated model-level statistics")
+    assert list((tiny_zoo.folder / "detectors").glob("*.safetensors"))
+    # a model of another width is calibrated with a warning
+    wide = Classifier(build_architecture("small_cnn", in_channels=1, n_classes=10, width=12).eval(),
+                      input_shape=(1, 16, 16), name="small_cnn")
+    assert "differ from this model" in model_level.zoo_mismatch(wide, tiny_zoo)
+    assert model_level.zoo_mismatch(classifier, tiny_zoo) is None

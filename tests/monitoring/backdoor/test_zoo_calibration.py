@@ -58,20 +58,20 @@ def test_zoo_plan_is_deterministic_and_covers_families() -> None:
 
 def test_zoo_build_manifest_and_resume(tiny_zoo) -> None:
     manifest = json.loads(tiny_zoo.manifest_path.read_text())
-    assert manifest["identity"] == tiny_zoo.config.identity and len(manifest["models"]) == 8
+    assert manifest["identity"] == tiny_zoo.config.identity and len(manifest["models"]) == 10
     clean = tiny_zoo.rows("clean")
-    assert len(clean) == 4 and all(row["clean_accuracy"] > 0.5 for row in clean)
+    assert len(clean) == 6 and all(row["clean_accuracy"] > 0.5 for row in clean)
     backdoored = tiny_zoo.rows("backdoored")
     assert {row["family"] for row in backdoored} == set(FAMILIES)
     assert all(0 <= row["attack_success_rate"] <= 1 for row in backdoored)
     # a second build trains nothing; an interrupted model (row lost, temp file left) is retrained
     trained: list[str] = []
-    tiny_zoo.build(4, 4, progress=lambda row: trained.append(row["name"]))
+    tiny_zoo.build(6, 4, progress=lambda row: trained.append(row["name"]))
     assert trained == []
     manifest["models"].pop("clean_003")
     tiny_zoo.manifest_path.write_text(json.dumps(manifest))
     (tiny_zoo.folder / ".manifest.json.123.tmp").write_text("partial")
-    tiny_zoo.build(4, 4, progress=lambda row: trained.append(row["name"]))
+    tiny_zoo.build(6, 4, progress=lambda row: trained.append(row["name"]))
     assert trained == ["clean_003"] and not list(tiny_zoo.folder.glob(".*.tmp"))
     assert find_zoo("small_cnn", "digits", tiny_zoo.folder.parent).folder == tiny_zoo.folder
     assert find_zoo("small_cnn", "fashion-mnist", tiny_zoo.folder.parent) is None
@@ -89,7 +89,7 @@ def test_meta_detector_separates_its_shadows_and_leaves_them_unchanged(name, tin
         detector.score_model(models[0])
     assert detector.fit(models, labels) is detector
     scores = detector.score_models(models)
-    assert scores.shape == (8,) and bool(torch.isfinite(scores).all())
+    assert scores.shape == (10,) and bool(torch.isfinite(scores).all())
     # the training shadows are separated (a chance detector has AUROC 0.5)
     assert roc_auc_score(labels, scores.numpy()) > 0.9
     for key, value in models[0].module.state_dict().items():
@@ -97,7 +97,7 @@ def test_meta_detector_separates_its_shadows_and_leaves_them_unchanged(name, tin
     assert float(detector.queries().min()) >= 0 and float(detector.queries().max()) <= 1
     assert np.isfinite(detector.score_model(backdoored[0]))
     with pytest.raises(InvalidInputError, match="clean \\(0\\) and backdoored"):
-        BACKDOOR_MODEL_DETECTORS.create(name).fit(models, [0] * 8)
+        BACKDOOR_MODEL_DETECTORS.create(name).fit(models, [0] * 10)
     wrong = type(tiny_classifier)(tiny_classifier.module, input_shape=(1, 8, 8))
     with pytest.raises(ShapeError):
         detector.score_model(wrong)
@@ -112,4 +112,49 @@ def test_zoo_statistics_are_cached(tiny_zoo) -> None:
 
     first = tiny_zoo.statistics("n_parameters", statistic, kind="clean")
     second = tiny_zoo.statistics("n_parameters", statistic, kind="clean")
-    assert first == second and len(first) == 4 and len(calls) == 4
+    assert first == second and len(first) == 6 and len(calls) == 6
+    subset = tiny_zoo.statistics("n_parameters", statistic, names={"clean_000", "backdoor_x"})
+    assert list(subset) == ["clean_000"] and len(calls) == 6
+
+
+@pytest.mark.parametrize("name", ["mntd", "ulp"])
+def test_meta_detector_save_and_load_round_trip(name, tiny_zoo, tmp_path) -> None:
+    pairs = tiny_zoo.load_models()
+    models = [model for _, model in pairs]
+    detector = BACKDOOR_MODEL_DETECTORS.create(name, epochs=2).fit(
+        models, [int(row["family"] is not None) for row, _ in pairs])
+    detector.save(tmp_path / "detector.safetensors")
+    loaded = type(detector).load(tmp_path / "detector.safetensors")
+    assert type(loaded) is type(detector) and loaded.get_params() == detector.get_params()
+    assert torch.equal(loaded.score_models(models), detector.score_models(models))
+    (tmp_path / "other.safetensors").write_bytes((tmp_path / "detector.safetensors").read_bytes().replace(
+        name.encode(), b"xxxx" if name == "mntd" else b"xxx", 1))
+    with pytest.raises(InvalidInputError, match="not a saved model-level backdoor detector"):
+        type(detector).load(tmp_path / "other.safetensors")
+
+
+def test_split_clean_rows_keeps_enough_calibration_shadows() -> None:
+    from mlsafety.monitoring.backdoor.model_level import MIN_CALIBRATION_SHADOWS, split_clean_rows
+
+    rows = [{"name": f"clean_{i:03d}"} for i in range(38)]
+    meta, calibration = split_clean_rows(rows[::-1])
+    assert [r["name"] for r in meta] == [f"clean_{i:03d}" for i in range(12)] and len(calibration) == 26
+    few = rows[:MIN_CALIBRATION_SHADOWS + 1]
+    assert split_clean_rows(few) == ([], few)
+
+
+def test_planted_trigger_gets_the_smallest_p_value_against_clean_shadows(tiny_zoo, backdoored, digits_splits) -> None:
+    """A strong white-patch backdoor has a more extreme Neural Cleanse norm ratio than every clean
+    shadow, so its p-value is the smallest possible, 1 / (n + 1); the clean shadows' own
+    leave-one-out p-values are their ranks (uniform)."""
+    from mlsafety.monitoring.backdoor import NeuralCleanse
+
+    settings = {"steps": 150, "batch_size": 8, "n_samples": 200}
+    reference = digits_splits["validation"]
+    null = tiny_zoo.statistics("nc-test", lambda m: NeuralCleanse(seed=0, **settings).fit(m, reference).norm_ratio_,
+                               kind="clean")
+    values = np.array(list(null.values()))
+    assert sorted(np.round(leave_one_out_p_values(values) * 6).astype(int).tolist()) == list(range(1, 7))
+    planted = NeuralCleanse(seed=0, **settings).fit(backdoored[0], reference)
+    assert planted.norm_ratio_ > 1.5 * values.max()
+    assert empirical_p_value(planted.norm_ratio_, values) == pytest.approx(1 / 7)

@@ -1,5 +1,6 @@
-"""Backdoors: does the model carry a trojan? Neural Cleanse on the model, STRIP on the inputs,
-Spectral Signatures on the training data when it is given."""
+"""Backdoors: does the model carry a trojan? Calibrated model-level detectors (Neural Cleanse,
+MNTD, ULP against a shadow-model zoo), STRIP on the inputs, Spectral Signatures on the training
+data when it is given."""
 
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ NC_SETTINGS = {True: {"steps": 25, "batch_size": 8, "n_samples": 128},
 STRIP_SETTINGS = {True: {"n_perturbations": 8, "n_overlays": 100, "n_inputs": 200},
                   False: {"n_perturbations": 20, "n_overlays": 200, "n_inputs": 500}}
 SS_SAMPLES = {True: 0, False: 5000}
-# target false-positive rate of the calibrated verdict, and the fewest clean shadows that can reach it
+# target false-positive rate of the calibrated verdict
 ALPHA = 0.05
-MIN_CLEAN_SHADOWS = 19
 
 
 def zoo_data_name(data_name: str) -> str | None:
@@ -36,9 +36,23 @@ def zoo_data_name(data_name: str) -> str | None:
     return None
 
 
-def calibrate_neural_cleanse(context: AuditContext, reference: Any, settings: dict[str, Any],
-                             anomaly_index: float) -> tuple[CalibratedDecision | None, str]:
-    """Calibrate the anomaly index against the clean shadows of a cached zoo; (None, why) without one."""
+def calibrate(context: AuditContext, reference: Any, settings: dict[str, Any], cleanse: NeuralCleanse
+              ) -> tuple[CalibratedDecision | None, str, str | None]:
+    """Calibrate the model-level statistics against the held-out clean shadows of a cached zoo.
+
+    Returns (decision, why, mismatch): ``decision`` is None (and ``why`` says why) without a
+    usable zoo; ``mismatch`` says how the zoo's models differ from the audited one.
+    """
+    from mlsafety.exceptions import MLSafetyError
+    from mlsafety.monitoring.backdoor.model_level import (
+        MIN_CALIBRATION_SHADOWS,
+        fitted_meta_detectors,
+        meta_key,
+        reverse_engineering_key,
+        reverse_engineering_statistics,
+        split_clean_rows,
+        zoo_mismatch,
+    )
     from mlsafety.monitoring.backdoor.zoo import build_command, find_zoo
 
     architecture = str(context.classifier.describe().get("name", ""))
@@ -46,24 +60,36 @@ def calibrate_neural_cleanse(context: AuditContext, reference: Any, settings: di
     command = build_command(architecture or "small_cnn", data or "fashion-mnist")
     if data is None:
         return None, (f"no shadow-model zoo exists for data {reference.name!r} (zoos cover fashion-mnist and digits), "
-                      "so the statistics below are uncalibrated")
+                      "so the statistics below are uncalibrated"), None
     zoo = find_zoo(architecture, data)
-    n_clean = 0 if zoo is None else len(zoo.rows("clean"))
-    if zoo is None or n_clean < MIN_CLEAN_SHADOWS:
-        return None, (f"no shadow-model zoo with at least {MIN_CLEAN_SHADOWS} clean models exists for "
-                      f"{architecture} on {data} (found {n_clean}), so the statistics below are uncalibrated; "
-                      f"build one with: {command}")
-    key = "neural_cleanse:" + ",".join(f"{k}={v}" for k, v in sorted(settings.items())) + \
-        f":seed={context.seed}:reference={reference.name}:{len(reference)}"
-
-    def statistic(model: Any) -> float:
-        return NeuralCleanse(seed=context.seed, **settings).fit(model, reference).anomaly_index_
-
-    null = zoo.statistics(key, statistic, kind="clean")
-    decision = calibrated_decision({"neural_cleanse_anomaly_index": anomaly_index},
-                                   {"neural_cleanse_anomaly_index": list(null.values())}, alpha=ALPHA,
-                                   zoo=zoo.config.identity)
-    return decision, ""
+    clean_rows = [] if zoo is None else zoo.rows("clean")
+    _, calibration_rows = split_clean_rows(clean_rows)
+    if zoo is None or len(calibration_rows) < MIN_CALIBRATION_SHADOWS:
+        return None, (f"no shadow-model zoo with at least {MIN_CALIBRATION_SHADOWS} clean models exists for "
+                      f"{architecture} on {data} (found {len(clean_rows)}), so the statistics below are uncalibrated; "
+                      f"build one with: {command}"), None
+    names = [row["name"] for row in calibration_rows]
+    key = reverse_engineering_key("neural_cleanse", settings, context.seed, reference)
+    stats = zoo.statistics(key, lambda model: reverse_engineering_statistics(
+        NeuralCleanse(seed=context.seed, **settings).fit(model, reference)), kind="clean", names=names)
+    observed = {"neural_cleanse_norm_ratio": cleanse.norm_ratio_}
+    null = {"neural_cleanse_norm_ratio": [stats[name]["norm_ratio"] for name in names]}
+    try:
+        for name, detector in fitted_meta_detectors(zoo).items():
+            observed[name] = detector.score_model(context.classifier)
+            scores = zoo.statistics(meta_key(detector), detector.score_model, kind="clean", names=names)
+            null[name] = [scores[n] for n in names]
+    except MLSafetyError as error:  # e.g. a different number of classes than the shadows
+        for name in ("mntd", "ulp"):
+            observed.pop(name, None)
+            null.pop(name, None)
+        why = f"meta-detectors not used: {error}"
+    else:
+        why = ""
+    decision = calibrated_decision(observed, null, alpha=ALPHA, zoo=zoo.config.identity)
+    if why:
+        decision.notes.append(why)
+    return decision, "", zoo_mismatch(context.classifier, zoo)
 
 
 def plot_triggers(cleanse: NeuralCleanse, class_names: list[str]) -> MatplotlibFigure:
@@ -94,12 +120,20 @@ def plot_triggers(cleanse: NeuralCleanse, class_names: list[str]) -> MatplotlibF
 
 @CHECKS.register("backdoor")
 class BackdoorCheck(Check):
-    """Neural Cleanse verdict with the recovered triggers, plus STRIP and Spectral Signatures.
+    """Calibrated model-level verdict with the recovered triggers, plus STRIP and Spectral Signatures.
 
     * **Neural Cleanse** (Wang et al., 2019) reverse-engineers the smallest trigger that
-      sends clean validation images to each class; a class whose trigger is anomalously
-      small (MAD anomaly index > 2) is a suspected backdoor target. Verdict ``warn`` then
-      (``info`` in quick mode, whose few optimisation steps give false alarms on clean models).
+      sends clean validation images to each class; a backdoor target needs a much smaller
+      one. Its model-level statistic is the ratio of the median to the smallest trigger norm.
+    * **MNTD** (Xu et al., 2021) and **ULP** (Kolouri et al., 2020): meta-classifiers on the
+      model's outputs for learned query images, trained on a shadow-model zoo.
+    * **Calibration**: with a zoo of the model's architecture and data
+      (``mlsafety backdoor zoo build``), every statistic gets an empirical p-value against
+      clean shadows that no meta-detector saw; the minimum p-value is recalibrated and the
+      verdict is ``warn`` when it is <= 0.05, with the false-positive rate of that threshold
+      measured leave-one-out. A zoo whose models differ in size from the audited one is
+      used with a warning. Without a zoo the verdict is labelled UNCALIBRATED and a Neural
+      Cleanse flag (MAD anomaly index > 2) is only ``info``.
     * **STRIP** (Gao et al., 2019): the share of evaluation inputs whose prediction survives
       superimposition (low entropy) beyond the 1% false-rejection threshold set on
       validation data; far above 1% means triggered inputs may be present.
@@ -118,6 +152,10 @@ class BackdoorCheck(Check):
         "calibration_measured_fpr",
         "is_backdoored",
         "min_trigger_l1",
+        "mntd_score",
+        "nc_norm_ratio",
+        "ulp_score",
+        "zoo_mismatch",
         "neural_cleanse_seconds",
         "spectral_max_score",
         "strip_flagged_fraction",
@@ -160,9 +198,9 @@ class BackdoorCheck(Check):
                                              "verdict is indicative only; run the full audit to confirm." if quick
                                              else "."),
             "Neural Cleanse assumes a small, input-agnostic, all-to-one trigger: it is expected to miss "
-            "whole-image (Blended, SIG), warping (WaNet) and all-to-all backdoors. It also raises false alarms "
-            "on classes that are naturally easy to reach: on a zoo of 8 clean Fashion-MNIST models it flagged "
-            "4 (always class Bag). Look at the reversed trigger before acting (see docs/backdoor.md).",
+            "whole-image (Blended, SIG), warping (WaNet) and all-to-all backdoors. Its uncalibrated MAD rule "
+            "also raises false alarms on classes that are naturally easy to reach (class Bag on small "
+            "Fashion-MNIST models); look at the reversed trigger before acting (see docs/backdoor.md).",
         ]
         details: dict[str, Any] = {"neural_cleanse": cleanse.summary()}
         strip_settings = STRIP_SETTINGS[quick]
@@ -198,31 +236,49 @@ class BackdoorCheck(Check):
             notes.append("Spectral Signatures skipped: no training data was given.")
         else:
             notes.append("Spectral Signatures skipped in quick mode.")
-        decision, why = calibrate_neural_cleanse(context, reference, settings, cleanse.anomaly_index_)
+        decision, why, mismatch = calibrate(context, reference, settings, cleanse)
         smallest = int(cleanse.l1_norms_.argmin())
+        metrics["nc_norm_ratio"] = cleanse.norm_ratio_
         if decision is not None:
             details["calibration"] = decision.summary()
             metrics.update({"calibrated_p_value": decision.combined_p_value, "calibrated": 1.0,
-                            "calibration_measured_fpr": decision.measured_fpr})
+                            "calibration_measured_fpr": decision.measured_fpr,
+                            "zoo_mismatch": float(mismatch is not None)})
+            for name in ("mntd", "ulp"):
+                if name in decision.statistics:
+                    metrics[f"{name}_score"] = decision.statistics[name]
             metrics["is_backdoored"] = float(decision.is_backdoored)
-            notes.insert(0, f"Calibrated against {decision.n_clean} clean shadow models of zoo {decision.zoo}: "
-                            f"empirical p-value {decision.combined_p_value:.3f} of the anomaly index "
-                            f"{cleanse.anomaly_index_:.2f}; threshold p <= {decision.alpha:g}, whose false-positive "
-                            f"rate measured leave-one-out on the clean shadows is {decision.measured_fpr:.1%}.")
+            table_rows = [[name, decision.statistics[name], decision.p_values[name]] for name in decision.statistics]
+            tables.insert(0, Table(f"Calibrated model-level statistics (against {decision.n_clean} held-out clean "
+                                   f"shadow models of zoo {decision.zoo})", ["statistic", "value", "p-value"],
+                                   table_rows))
+            strongest = min(decision.p_values, key=decision.p_values.__getitem__)
+            notes.insert(0, f"Calibrated against {decision.n_clean} clean shadow models of zoo {decision.zoo} that no "
+                            f"meta-detector was trained on: statistics {', '.join(decision.statistics)}; combined "
+                            f"p-value {decision.combined_p_value:.3f} (smallest: {strongest}, p = "
+                            f"{decision.p_values[strongest]:.3f}); threshold p <= {decision.alpha:g}, whose "
+                            f"false-positive rate measured leave-one-out on those clean shadows is "
+                            f"{decision.measured_fpr:.1%}.")
             notes[1:1] = decision.notes
+            warnings = []
+            if mismatch is not None:
+                warnings.append(f"Zoo mismatch: {mismatch}.")
             if decision.is_backdoored:
                 target = class_names[cleanse.suspected_target_ if cleanse.suspected_target_ is not None else smallest]
                 verdict = "warn"
-                summary = (f"Possible backdoor: the Neural Cleanse anomaly index {cleanse.anomaly_index_:.2f} (class "
-                           f"{target!r}) is higher than on clean shadow models (p = {decision.combined_p_value:.3f} "
-                           f"<= {decision.alpha:g}; measured FPR {decision.measured_fpr:.1%}, zoo {decision.zoo}).")
-                warnings = [f"Calibrated Neural Cleanse flags class {target!r}. Inspect the reversed trigger; mitigate "
-                            "with TriggerUnlearning or FinePruning."]
+                summary = (f"Possible backdoor: {strongest} is higher than on clean shadow models (combined p = "
+                           f"{decision.combined_p_value:.3f} <= {decision.alpha:g}; measured FPR "
+                           f"{decision.measured_fpr:.1%}, zoo {decision.zoo}); smallest reversed trigger: class "
+                           f"{target!r}.")
+                warnings.append(f"Calibrated model-level detectors flag this model ({strongest}); the smallest "
+                                f"reversed trigger is class {target!r}. Inspect it; mitigate with TriggerUnlearning "
+                                "or FinePruning.")
             else:
-                verdict, warnings = "pass", []
-                summary = (f"No backdoor found: the Neural Cleanse anomaly index {cleanse.anomaly_index_:.2f} is "
-                           f"typical of clean shadow models (p = {decision.combined_p_value:.3f} > {decision.alpha:g}; "
-                           f"measured FPR {decision.measured_fpr:.1%}, zoo {decision.zoo}).")
+                verdict = "pass"
+                summary = (f"No backdoor found: the model-level statistics ({', '.join(decision.statistics)}) are "
+                           f"typical of clean shadow models (combined p = {decision.combined_p_value:.3f} > "
+                           f"{decision.alpha:g}; measured FPR {decision.measured_fpr:.1%}, zoo {decision.zoo})"
+                           + ("; the zoo's models differ from this one (see warnings)." if mismatch else "."))
         else:
             metrics["calibrated"] = 0.0
             notes.insert(0, f"UNCALIBRATED: {why}.")

@@ -3,7 +3,8 @@
 Attacks (:data:`~mlsafety.registry.BACKDOOR_ATTACKS`): ``badnets``, ``blended``, ``wanet``,
 ``sig``. Detectors (:data:`~mlsafety.registry.BACKDOOR_DETECTORS`):
 ``spectral_signatures`` and ``activation_clustering`` (training data), ``strip`` (inputs
-at run time). Model level: :class:`NeuralCleanse`, and the meta-detectors :class:`MNTD` and
+at run time). Model level: :class:`NeuralCleanse` and :class:`TABOR` (trigger reverse-engineering, all
+classes batched), and the meta-detectors :class:`MNTD` and
 :class:`ULP` (registry ``BACKDOOR_MODEL_DETECTORS``) trained on a shadow-model :class:`Zoo`;
 :func:`calibrated_decision` turns model-level statistics into empirical p-values against the
 zoo's clean models. Mitigation: :class:`FinePruning`, :class:`TriggerUnlearning`.
@@ -22,6 +23,7 @@ from mlsafety.monitoring.backdoor.neural_cleanse import NeuralCleanse, mad_anoma
 from mlsafety.monitoring.backdoor.sig import SIG
 from mlsafety.monitoring.backdoor.spectral_signatures import SpectralSignatures
 from mlsafety.monitoring.backdoor.strip import STRIP
+from mlsafety.monitoring.backdoor.tabor import TABOR
 from mlsafety.monitoring.backdoor.training import train_backdoored_classifier
 from mlsafety.monitoring.backdoor.ulp import ULP
 from mlsafety.monitoring.backdoor.unlearning import TriggerUnlearning
@@ -33,6 +35,7 @@ __all__ = [
     "MNTD",
     "SIG",
     "STRIP",
+    "TABOR",
     "ULP",
     "ActivationClustering",
     "BackdoorAttack",

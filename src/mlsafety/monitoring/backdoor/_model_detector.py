@@ -13,8 +13,10 @@ Registry: :data:`BACKDOOR_MODEL_DETECTORS` (``"mntd"``, ``"ulp"``).
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -74,7 +76,11 @@ class QueryMetaDetector(ParamsMixin):
         return self._features(logits)
 
     def fit(self, models: Sequence[Classifier], labels: Sequence[int] | torch.Tensor) -> QueryMetaDetector:
-        """Learn queries and meta-classifier from shadow ``models`` labelled 1 (backdoored) or 0 (clean)."""
+        """Learn queries and meta-classifier from shadow ``models`` labelled 1 (backdoored) or 0 (clean).
+
+        The two classes are weighted equally in the loss (a zoo usually holds more backdoored
+        than clean shadows). The global random state is left untouched.
+        """
         self._validate()
         targets = torch.as_tensor(labels, dtype=torch.float32).flatten()
         if len(models) != targets.numel() or len(models) < 2:
@@ -88,12 +94,17 @@ class QueryMetaDetector(ParamsMixin):
             raise InvalidInputError("the shadow models need a known input_shape (C, H, W).")
         self.input_shape_ = tuple(int(v) for v in shape)
         generator = make_generator(self.seed, "cpu")
-        torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
-        self.query_raw_ = (torch.rand(self.n_queries, *self.input_shape_, generator=generator) * 4 - 2).requires_grad_()
-        n_classes = int(models[0].predict_logits(self._query_images().detach()[:1]).shape[1])
-        self.n_classes_ = n_classes
-        n_features = self._features(torch.zeros(self.n_queries, n_classes)).numel()
-        self.meta_ = self._meta_classifier(n_features)
+        # balanced classes: each class contributes half of the loss
+        n_positive = float(targets.sum())
+        weights = torch.where(targets > 0, 0.5 / n_positive, 0.5 / (targets.numel() - n_positive)) * targets.numel()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+            self.query_raw_ = (torch.rand(self.n_queries, *self.input_shape_, generator=generator) * 4 - 2)
+            self.query_raw_.requires_grad_()
+            n_classes = int(models[0].predict_logits(self._query_images().detach()[:1]).shape[1])
+            self.n_classes_ = n_classes
+            n_features = self._features(torch.zeros(self.n_queries, n_classes)).numel()
+            self.meta_ = self._meta_classifier(n_features)
         parameters = [self.query_raw_, *self.meta_.parameters()]
         optimizer = torch.optim.Adam(parameters, lr=self.learning_rate)
         for _ in range(self.epochs):
@@ -102,7 +113,8 @@ class QueryMetaDetector(ParamsMixin):
                 batch = order[start:start + 4]
                 queries = self._query_images()
                 features = torch.stack([self._forward(models[int(i)], queries) for i in batch])
-                loss = F.binary_cross_entropy_with_logits(self.meta_(features).flatten(), targets[batch])
+                loss = F.binary_cross_entropy_with_logits(self.meta_(features).flatten(), targets[batch],
+                                                          weight=weights[batch])
                 loss = loss + self._regulariser(queries)
                 gradients = torch.autograd.grad(loss, parameters)
                 for parameter, gradient in zip(parameters, gradients, strict=True):
@@ -112,11 +124,48 @@ class QueryMetaDetector(ParamsMixin):
         self.meta_.eval()
         return self
 
+    def save(self, path: str | Path) -> None:
+        """Write the fitted queries and meta-classifier to a safetensors file (no pickle)."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        tensors = {"query_raw": self.query_raw_.contiguous(),
+                   **{f"meta.{k}": v.contiguous() for k, v in self.meta_.state_dict().items()}}
+        metadata = {"detector": self.registry_name, "params": json.dumps(self.get_params()),
+                    "input_shape": json.dumps(list(self.input_shape_)), "n_classes": str(self.n_classes_)}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=metadata)
+
+    @classmethod
+    def load(cls, path: str | Path) -> QueryMetaDetector:
+        """Rebuild a detector written by :meth:`save` (the registered class named in the file)."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        name = metadata.get("detector", "")
+        if name not in BACKDOOR_MODEL_DETECTORS.names():
+            raise InvalidInputError(f"{path} is not a saved model-level backdoor detector (detector {name!r}); "
+                                    "write it with QueryMetaDetector.save.")
+        detector = BACKDOOR_MODEL_DETECTORS.create(name, **json.loads(metadata["params"]))
+        detector.input_shape_ = tuple(json.loads(metadata["input_shape"]))
+        detector.n_classes_ = int(metadata["n_classes"])
+        detector.query_raw_ = tensors["query_raw"]
+        n_features = detector._features(torch.zeros(detector.n_queries, detector.n_classes_)).numel()
+        detector.meta_ = detector._meta_classifier(n_features)
+        detector.meta_.load_state_dict({k[len("meta."):]: v for k, v in tensors.items() if k.startswith("meta.")})
+        detector.meta_.eval()
+        return detector
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "meta_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(shadow_models, labels) first.")
+
     @torch.no_grad()
     def score_model(self, classifier: Classifier) -> float:
         """The meta-classifier's logit that ``classifier`` is backdoored (higher = more suspicious)."""
-        if not hasattr(self, "meta_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(shadow_models, labels) first.")
+        self._check_fitted()
         if classifier.input_shape is not None and tuple(classifier.input_shape) != self.input_shape_:
             raise ShapeError(f"the model takes inputs {tuple(classifier.input_shape)} but {type(self).__name__} was "
                              f"fitted on shadow models of {self.input_shape_}; use a zoo of the same data.")

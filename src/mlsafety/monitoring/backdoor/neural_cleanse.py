@@ -93,6 +93,8 @@ class NeuralCleanse(ParamsMixin):
     masks_ : (K, 1, H, W), patterns_ : (K, C, H, W) the reversed triggers.
     l1_norms_ : (K,) L1 norms of the masks; success_ : (K,) attack success of each trigger.
     anomaly_indices_ : (K,); anomaly_index_ : float, the largest.
+    norm_ratio_ : float, median L1 norm over the smallest (a model-level statistic to calibrate
+        against clean shadow models; see :mod:`mlsafety.monitoring.backdoor.calibration`).
     flagged_classes_ : list of int; is_backdoored_ : bool; suspected_target_ : int or None.
     seconds_ : wall time of :meth:`fit`.
 
@@ -166,7 +168,7 @@ class NeuralCleanse(ParamsMixin):
                 cross_entropy = F.cross_entropy(out.flatten(0, 1), labels.flatten(), reduction="none")
                 cross_entropy = cross_entropy.view(n_classes, batch).mean(1)
                 norms = mask.flatten(1).sum(1)
-                loss = (cross_entropy + cost * norms).sum()
+                loss = (cross_entropy + cost * norms + self._penalty(classifier, x, mask, pattern, cost)).sum()
                 optimizer.zero_grad(set_to_none=True)
                 mask_raw.grad, pattern_raw.grad = torch.autograd.grad(loss, [mask_raw, pattern_raw])
                 optimizer.step()
@@ -197,6 +199,9 @@ class NeuralCleanse(ParamsMixin):
         self.success_ = self._success(classifier, pool[: min(100, pool.shape[0])])
         self.anomaly_indices_ = mad_anomaly_index(self.l1_norms_).float()
         self.anomaly_index_ = float(self.anomaly_indices_.max())
+        # how much smaller the smallest trigger is than the typical one: a model-level statistic
+        # that keeps the signal when one class's norm collapses but the MAD of the others is wide
+        self.norm_ratio_ = float(median_of(self.l1_norms_.double()) / self.l1_norms_.min().clamp_min(1e-6))
         flagged = torch.nonzero(self.anomaly_indices_ > self.threshold).flatten()
         self.flagged_classes_ = [int(c) for c in flagged[self.l1_norms_[flagged].argsort()]]
         self.is_backdoored_ = bool(self.flagged_classes_)
@@ -204,6 +209,11 @@ class NeuralCleanse(ParamsMixin):
         self.final_success_ = last_success.cpu()
         self.seconds_ = time.perf_counter() - start
         return self
+
+    def _penalty(self, classifier: Classifier, x: torch.Tensor, mask: torch.Tensor, pattern: torch.Tensor,
+                 cost: torch.Tensor) -> torch.Tensor:
+        """Extra per-class terms (K,) of the reverse-engineering objective; none for Neural Cleanse."""
+        return mask.new_zeros(mask.shape[0])
 
     @torch.no_grad()
     def _success(self, classifier: Classifier, x: torch.Tensor) -> torch.Tensor:
@@ -230,6 +240,7 @@ class NeuralCleanse(ParamsMixin):
             "is_backdoored": self.is_backdoored_,
             "suspected_target": self.suspected_target_,
             "anomaly_index": self.anomaly_index_,
+            "norm_ratio": self.norm_ratio_,
             "flagged_classes": self.flagged_classes_,
             "l1_norms": self.l1_norms_.tolist(),
             "anomaly_indices": self.anomaly_indices_.tolist(),

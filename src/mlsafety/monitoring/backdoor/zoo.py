@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,20 +281,29 @@ class Zoo:
         return [(row, load_classifier(self.folder / row["file"])) for row in rows]
 
     # -- cached statistics ---------------------------------------------------------------
-    def statistics(self, key: str, compute: Callable[[Any], float], kind: str | None = None) -> dict[str, float]:
-        """``{model name: compute(classifier)}``, cached in ``statistics.json`` under ``key``."""
+    def statistics(self, key: str, compute: Callable[[Any], Any], kind: str | None = None,
+                   names: Collection[str] | None = None) -> dict[str, Any]:
+        """``{model name: compute(classifier)}``, cached in ``statistics.json`` under ``key``.
+
+        ``compute`` returns a number or a JSON-friendly dict; ``names`` restricts the models.
+        The cache is written after every model, so an interrupted run resumes.
+        """
         path = self.folder / "statistics.json"
-        cache = json.loads(path.read_text()) if path.exists() else {}
-        values = cache.setdefault(key, {})
         # one snapshot of the rows: a build running at the same time may add models meanwhile
-        rows = self.rows(kind)
-        missing = [row for row in rows if row["name"] not in values]
+        rows = [row for row in self.rows(kind) if names is None or row["name"] in names]
+        cache = json.loads(path.read_text()) if path.exists() else {}
+        missing = [row for row in rows if row["name"] not in cache.get(key, {})]
         if missing:
             from mlsafety.models import load_classifier
 
             for row in missing:
-                values[row["name"]] = float(compute(load_classifier(self.folder / row["file"])))
-            _atomic_json(path, cache)
+                value = compute(load_classifier(self.folder / row["file"]))
+                value = value if isinstance(value, dict) else float(value)
+                # re-read: another process may have added other statistics meanwhile
+                cache = json.loads(path.read_text()) if path.exists() else {}
+                cache.setdefault(key, {})[row["name"]] = value
+                _atomic_json(path, cache)
+        values = cache[key] if rows else {}
         return {row["name"]: values[row["name"]] for row in rows}
 
 
