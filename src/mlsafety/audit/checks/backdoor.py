@@ -74,22 +74,29 @@ def calibrate(context: AuditContext, reference: Any, settings: dict[str, Any], c
         NeuralCleanse(seed=context.seed, **settings).fit(model, reference)), kind="clean", names=names)
     observed = {"neural_cleanse_norm_ratio": cleanse.norm_ratio_}
     null = {"neural_cleanse_norm_ratio": [stats[name]["norm_ratio"] for name in names]}
+    mismatch = zoo_mismatch(context.classifier, zoo)
+    notes: list[str] = []
     try:
         for name, detector in fitted_meta_detectors(zoo).items():
-            observed[name] = detector.score_model(context.classifier)
+            score = detector.score_model(context.classifier)
             scores = zoo.statistics(meta_key(detector), detector.score_model, kind="clean", names=names)
-            null[name] = [scores[n] for n in names]
+            if mismatch is None:
+                observed[name] = score
+                null[name] = [scores[n] for n in names]
+            else:
+                # a meta-classifier only knows the zoo's family of models: scores of other models are
+                # extrapolations (the shipped width-32 model scores far above every width-16 shadow)
+                notes.append(f"{name.upper()} score {score:.2f} (clean shadows {min(scores.values()):.2f} to "
+                             f"{max(scores.values()):.2f}) is not used in the verdict: the zoo's models differ from "
+                             "this one, and a meta-classifier's score does not transfer across model families.")
     except MLSafetyError as error:  # e.g. a different number of classes than the shadows
         for name in ("mntd", "ulp"):
             observed.pop(name, None)
             null.pop(name, None)
-        why = f"meta-detectors not used: {error}"
-    else:
-        why = ""
+        notes.append(f"meta-detectors not used: {error}")
     decision = calibrated_decision(observed, null, alpha=ALPHA, zoo=zoo.config.identity)
-    if why:
-        decision.notes.append(why)
-    return decision, "", zoo_mismatch(context.classifier, zoo)
+    decision.notes.extend(notes)
+    return decision, "", mismatch
 
 
 def plot_triggers(cleanse: NeuralCleanse, class_names: list[str]) -> MatplotlibFigure:
