@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from mlsafety.audit.report import write_json_atomic
 from mlsafety.monitoring.emergence.testbeds.grokking import GrokkingResult, train_grokking
+from mlsafety.report import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

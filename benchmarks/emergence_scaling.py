@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from mlsafety.audit.report import write_json_atomic
 from mlsafety.monitoring.emergence import EmergenceAnalysis, analyze, table_from_records
 from mlsafety.monitoring.emergence.testbeds.scaling import ScalingResult, train_family
+from mlsafety.report import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["model", "scale", "step", "task", "example", "output", "target", "target_logprob"]

@@ -1,5 +1,5 @@
-"""The audit's building blocks: :class:`Check`, its :class:`CheckResult`, and the
-:class:`AuditContext` a check receives.
+"""The audit's building blocks: :class:`Check`, the :class:`AuditContext` a check receives,
+and (from :mod:`mlsafety.report`) the :class:`CheckResult` it returns.
 
 A check is one small class registered in :data:`mlsafety.registry.CHECKS` from its own
 file in :mod:`mlsafety.audit.checks`; the runner and the report never need editing to
@@ -8,86 +8,20 @@ add one.
 
 from __future__ import annotations
 
-import base64
-import io
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure as MatplotlibFigure
+from mlsafety.report.records import VERDICT_SEVERITY, CheckResult, Figure, Table, Verdict, worst_verdict
 
+if TYPE_CHECKING:
     from mlsafety.data.dataset import ImageDataset
     from mlsafety.models.classifier import Classifier
 
-Verdict = Literal["pass", "info", "warn", "fail", "skipped", "error"]
-VERDICT_SEVERITY: dict[str, int] = {
-    "pass": 0, "info": 1, "skipped": 1, "warn": 2, "fail": 3, "error": 4,
-}
-
-
-@dataclass
-class Figure:
-    """A PNG figure, stored base64-encoded so that results are self-contained JSON."""
-
-    title: str
-    png_base64: str
-    caption: str = ""
-
-    @classmethod
-    def from_matplotlib(cls, figure: MatplotlibFigure, title: str, caption: str = "",
-                        dpi: int = 110) -> Figure:
-        """Render a matplotlib figure (use ``matplotlib.figure.Figure()``, not pyplot)."""
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-        return cls(title, base64.b64encode(buffer.getvalue()).decode("ascii"), caption)
-
-
-@dataclass
-class Table:
-    """A small table: column names and rows of JSON-friendly cells."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[Any]]
-
-
-@dataclass
-class CheckResult:
-    """What a check found: metrics, tables, figures, a verdict and notes.
-
-    ``metrics`` hold the headline numbers (used by ``--fail-under``); ``details`` hold any
-    further JSON-friendly data; ``warnings`` are shown prominently in the report.
-    """
-
-    name: str
-    title: str
-    verdict: Verdict
-    summary: str
-    hazard: str = ""
-    metrics: dict[str, float] = field(default_factory=dict)
-    tables: list[Table] = field(default_factory=list)
-    figures: list[Figure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    config_hash: str = ""
-    seconds: float = 0.0
-    resumed: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
-        data = dict(data)
-        data["tables"] = [Table(**t) for t in data.get("tables", [])]
-        data["figures"] = [Figure(**f) for f in data.get("figures", [])]
-        return cls(**data)
+__all__ = ["VERDICT_SEVERITY", "AuditContext", "Check", "CheckResult", "Figure", "Table", "Verdict", "worst_verdict"]
 
 
 @dataclass
@@ -132,6 +66,22 @@ class AuditContext:
         if key not in self._cache:
             self._cache[key] = self.data.head(limit, seed=self.seed)
         return self._cache[key]
+
+    def data_note(self, n_used: int, why: str = "", source: ImageDataset | None = None) -> str:
+        """The report's "evaluation data" line: how many of which images a section used, and why.
+
+        ``source`` defaults to the evaluation data; ``why`` explains a subset (attacks cost a
+        backward pass per step, ...).
+        """
+        source = self.data if source is None else source
+        whole = len(source)
+        if n_used >= whole:
+            text = f"all {whole:,} images of {source.name}"
+        else:
+            text = f"a seeded subset of {n_used:,} of the {whole:,} images of {source.name}"
+            if self.quick:
+                text += " (--quick)"
+        return text + (f"; {why}" if why else "") + "."
 
     def _key(self, kind: str, data: ImageDataset) -> str:
         # keyed by content, not id(): ids are reused after garbage collection
@@ -195,7 +145,3 @@ class Check(ABC):
         """Build a :class:`CheckResult` carrying this check's name, title and hazard."""
         return CheckResult(self.name, self.title, verdict, summary, hazard=self.hazard, **fields)
 
-
-def worst_verdict(verdicts: list[str]) -> str:
-    """The most severe verdict of a list (``pass`` for an empty one)."""
-    return max(verdicts, key=lambda v: VERDICT_SEVERITY.get(v, 0), default="pass")

@@ -23,11 +23,14 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 import mlsafety
 from mlsafety._io import locked_output_dir
-from mlsafety.audit.base import AuditContext, Check, CheckResult, worst_verdict
+from mlsafety.audit.base import VERDICT_SEVERITY, AuditContext, Check, CheckResult, worst_verdict
 from mlsafety.audit.preflight import preflight
-from mlsafety.audit.report import package_versions, render_report, write_json_atomic
 from mlsafety.exceptions import InvalidParameterError, MLSafetyError
 from mlsafety.registry import CHECKS
+from mlsafety.report import package_versions, render_report, write_json_atomic
+
+#: the verdicts ``--fail-on`` accepts, from the most to the least severe it can gate on
+GATE_VERDICTS = ("fail", "warn")
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,19 @@ class AuditReport:
                 broken.append(f"{key} = {value:.4g} is above {bound:g}")
         return broken
 
+    def verdicts_at_or_above(self, verdict: str) -> list[str]:
+        """``"<check>: <verdict>"`` for every check whose verdict is ``verdict`` or worse.
+
+        ``verdict`` is ``"fail"`` or ``"warn"`` (the ``--fail-on`` gate). A check that
+        failed to run (``error``) counts as worse than ``fail``; ``skipped`` and ``info``
+        never trip the gate.
+        """
+        if verdict not in GATE_VERDICTS:
+            raise InvalidParameterError(f"the verdict gate must be one of {', '.join(GATE_VERDICTS)}; got {verdict!r}.")
+        bound = VERDICT_SEVERITY[verdict]
+        return [f"{r.name}: {r.verdict}" for r in self.results
+                if r.verdict not in ("skipped", "info") and VERDICT_SEVERITY.get(r.verdict, 0) >= bound]
+
 
 def validate_threshold_names(names: Sequence[str], checks: Sequence[str] | None) -> None:
     """Refuse threshold metrics that none of the requested checks reports, before any check runs.
@@ -129,6 +145,12 @@ def resolve_checks(names: Sequence[str] | None) -> list[Check]:
     """Instantiate the named checks (all registered ones when ``names`` is None)."""
     selected = available_checks() if not names else list(dict.fromkeys(names))
     return [CHECKS.create(name) for name in selected]
+
+
+_SKIP_HINTS = {
+    "needs a validation split": "give held-out data with --validation (or leave --data out to use the default splits).",
+    "needs the training data": "audit with the default data, or call run_audit with AuditContext(train=...).",
+}
 
 
 def _config_hash(check: Check, context: AuditContext) -> tuple[dict[str, Any], str]:
@@ -229,6 +251,12 @@ def _run_audit_locked(
                     logger.debug("check %s failed", check.name, exc_info=True)
                     result = check.result("error", f"{type(error).__name__}: {error}",
                                           details={"traceback": traceback.format_exc()})
+            if result.verdict == "error" and not result.next_step:
+                result.next_step = ("the other checks are unaffected; rerun this one alone with "
+                                    f"'mlsafety --debug audit --checks {check.name}' to see the traceback, and "
+                                    "report it if the message does not point to your model or data.")
+            elif result.verdict == "skipped" and not result.next_step and reason is not None:
+                result.next_step = _SKIP_HINTS.get(reason.split(",")[0], "")
             result.seconds = time.perf_counter() - tick
             result.config = config
             result.config_hash = digest
@@ -245,14 +273,22 @@ def _run_audit_locked(
         "timings": {r.name: r.seconds for r in results},
         "model": context.classifier.describe(),
         "device": str(context.classifier.device),
-        "data": context.data.describe(),
-        "validation": context.validation.describe() if context.validation is not None else None,
+        "data": {**context.data.describe(), "fingerprint": context.data.fingerprint()},
+        "validation": ({**context.validation.describe(), "fingerprint": context.validation.fingerprint()}
+                       if context.validation is not None else None),
         "ood": {name: d.describe() for name, d in context.ood.items()},
         "options": context.options,
         "warnings": warnings,
         "preflight": context.preflight,
         "versions": package_versions(),
         **(extra_metadata or {}),
+    }
+    metadata["provenance"] = {
+        "model": context.classifier.name,
+        "model weights fingerprint": context.classifier.fingerprint(),
+        "data": f"{context.data.name} ({len(context.data):,} images)",
+        "data fingerprint": context.data.fingerprint(),
+        **(extra_metadata or {}).get("provenance", {}),
     }
     json_path, html_path = render_report(out, results, metadata)
     return AuditReport(results, metadata, json_path, html_path)

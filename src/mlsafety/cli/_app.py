@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer._click import Command, Context
+from typer.core import TyperGroup, TyperOption
 
 EXIT_USAGE = 2
 
@@ -34,11 +35,33 @@ def _usage_line(error: typer.TyperException) -> str:
     return f"error: {message} (see '{where} --help')"
 
 
+_PLAIN_METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "file": "PATH",
+                   "directory": "FOLDER"}
+
+
+def plain_metavars(command: Command) -> None:
+    """Show option values the click way (``--out PATH``, ``--seed INTEGER``), recursively.
+
+    Typer labels options with Python types (``--ood <list[str]>``), which reads as if
+    flags took values; flags keep no label at all, and an explicit ``metavar`` wins.
+    """
+    for param in command.params:
+        if isinstance(param, TyperOption) and not param.is_flag and param.metavar is None:
+            label = param.display_type(Context(command)).strip("<>")
+            if label.startswith("list[") and label.endswith("]"):
+                label = label[5:-1]
+            param.metavar = _PLAIN_METAVARS.get(label, label.upper() if label.isidentifier() else label) or "VALUE"
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            plain_metavars(sub)
+
+
 class OneLineGroup(TyperGroup):
     """A typer group whose parser errors are one line on stderr with exit code 2."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        plain_metavars(self)
         try:
             result = super().main(args=args, prog_name=prog_name or "mlsafety", complete_var=complete_var,
                                   standalone_mode=False, **extra)

@@ -202,3 +202,30 @@ def split_names(text: str | None, option: str) -> list[str] | None:
     if not names:
         raise fail(f"{option} names nothing; give at least one name, or leave the option out for the default.")
     return names
+
+
+# -- one terminal style for every command ------------------------------------------------------
+
+def print_verdict(verdict: str, name: str, summary: str) -> None:
+    """One result line, the same in every command: ``   warn  calibration  <summary>``."""
+    console.print(f"{verdict:>7}  {name:<12} {summary}", markup=False)
+
+
+def print_written(label: str, path: str | Path) -> None:
+    """Where an output went, the same in every command: ``report: /abs/path/report.html``."""
+    console.print(f"{label + ':':<8}{Path(path).resolve()}", markup=False)
+
+
+def progress_bar(transient: bool = False) -> Any:
+    """The progress display every long step uses (on stderr, so stdout stays parseable)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console, transient=transient)

@@ -8,9 +8,6 @@ from typing import Annotated
 
 import typer
 
-from mlsafety.audit.checks.backdoor import BackdoorCheck
-from mlsafety.audit.preflight import preflight
-from mlsafety.audit.report import render_report
 from mlsafety.cli._app import app
 from mlsafety.cli._common import (
     EXIT_FINDINGS,
@@ -21,8 +18,8 @@ from mlsafety.cli._common import (
     err_console,
     fail,
     holds_output_folder,
+    print_written,
 )
-from mlsafety.models.normalization import parse_normalization
 
 backdoor_app = typer.Typer(help="Backdoors (trojans): scan a model for a hidden trigger.", no_args_is_help=True)
 app.add_typer(backdoor_app, name="backdoor")
@@ -49,7 +46,11 @@ def scan(
     labelled uncalibrated and never exits 1. Exit code 1 when a backdoor is suspected, 0
     otherwise, 2 on bad input.
     """
+    from mlsafety.audit.checks.backdoor import BackdoorCheck
+    from mlsafety.audit.preflight import preflight
     from mlsafety.cli.audit import build_context
+    from mlsafety.models.normalization import parse_normalization
+    from mlsafety.report import render_report
 
     if steps is not None and steps < 1:
         raise fail(f"--steps must be an integer >= 1; got {steps}.")
@@ -75,8 +76,8 @@ def scan(
     suspected = result.verdict == "warn"
     verdict = "BACKDOOR SUSPECTED" if suspected else "no backdoor found"
     console.print(f"{verdict}: {result.summary}", markup=False)
-    console.print(f"report: {html_path.resolve()}", markup=False)
-    console.print(f"json:   {json_path.resolve()}", markup=False)
+    print_written("report", html_path)
+    print_written("json", json_path)
     if suspected:
         raise typer.Exit(EXIT_FINDINGS)
 

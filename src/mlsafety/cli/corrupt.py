@@ -13,18 +13,14 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mlsafety._io import atomic_write_text, locked_output_dir
 from mlsafety.cli._app import app
 from mlsafety.cli._common import check_device, check_out_dir, check_seed, cli_errors, console, fail
-from mlsafety.data import load_dataset
-from mlsafety.registry import CORRUPTIONS
 
 
 def _parse_names(text: str) -> list[str]:
+    from mlsafety.registry import CORRUPTIONS
     from mlsafety.robustness.corruptions import corruption_names
 
     names: list[str] = []
@@ -77,12 +73,19 @@ def corrupt(
     check_seed(seed)
     device = check_device(device) or "cpu"
     check_out_dir(out)
+    from mlsafety._io import locked_output_dir
+
     with locked_output_dir(out, command="mlsafety corrupt"):
         _corrupt(out, data, split, names, levels, limit, seed, batch_size, resolution, device, overwrite)
 
 
 def _corrupt(out: Path, data: str, split: str, names: list[str], levels: list[int], limit: int | None, seed: int,
              batch_size: int, resolution: str, device: str, overwrite: bool) -> None:
+    import numpy as np
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from mlsafety._io import atomic_write_text
+    from mlsafety.data import load_dataset
     from mlsafety.robustness.corruptions import corrupt_dataset
 
     dataset = load_dataset(data, split=split)

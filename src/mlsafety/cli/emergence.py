@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mlsafety.cli._app import app
-from mlsafety.cli._common import EXIT_FINDINGS, cli_errors, console, fail
+from mlsafety.cli._common import EXIT_FINDINGS, cli_errors, fail, print_verdict, print_written
 
 emergence_app = typer.Typer(help="Emergent capabilities: jumps, metric re-scoring, forecasting surprise, testbeds.",
                             no_args_is_help=True)
@@ -26,13 +26,13 @@ def _rule(min_fraction: float, min_step_ratio: float, confidence: float, n_resam
 
 
 def _print_paths(json_path: Path, html_path: Path) -> None:
-    console.print(f"report: {html_path.resolve()}", markup=False)
-    console.print(f"json:   {json_path.resolve()}", markup=False)
+    print_written("report", html_path)
+    print_written("json", json_path)
 
 
 def _print_sections(sections: list) -> None:
     for section in sections:
-        console.print(f"{section.verdict:>7}  {section.name:<28} {section.summary}", markup=False)
+        print_verdict(section.verdict, section.name, section.summary)
 
 
 @emergence_app.command("analyze")
@@ -137,7 +137,7 @@ def scaling_command(
                                          "cpu_seconds": result.seconds},
                          title="mlsafety emergent capabilities: tiny GPT-2 scaling testbed")
     _print_sections(sections)
-    console.print(f"runs:   {(out / 'runs.csv').resolve()}", markup=False)
+    print_written("runs", out / "runs.csv")
     _print_paths(*paths)
 
 

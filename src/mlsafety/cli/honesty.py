@@ -20,6 +20,8 @@ from mlsafety.cli._common import (
     cli_errors,
     console,
     fail,
+    print_verdict,
+    print_written,
     split_names,
 )
 
@@ -166,7 +168,8 @@ def evaluate(
             results, out, max_disagreement=max_disagreement, attribution=attribution,
             metadata={"model": lm.name, "model_fingerprint": lm.fingerprint, "data": [s.name for s in statements]})
     for section in sections:
-        console.print(f"[{section.verdict}] {section.title}: {section.summary}", markup=False)
-    console.print(f"report written to {html}", markup=False)
+        print_verdict(section.verdict, section.name, section.summary)
+    print_written("report", html)
+    print_written("json", Path(html).with_name("report.json"))
     if any(section.verdict in ("warn", "fail") for section in sections):
         raise typer.Exit(EXIT_FINDINGS)

@@ -13,9 +13,10 @@ from mlsafety.cli._common import (
     check_positive_option,
     check_seed,
     cli_errors,
-    console,
     fail,
     holds_output_folder,
+    print_verdict,
+    print_written,
     split_names,
 )
 
@@ -37,10 +38,12 @@ def _names(text: str, option: str) -> list[str]:
     return split_names(text, option) or []
 
 
-
 def _print_paths(json_path: Path, html_path: Path) -> None:
-    console.print(f"report: {html_path.resolve()}", markup=False)
-    console.print(f"json:   {json_path.resolve()}", markup=False)
+    print_written("report", html_path)
+    print_written("json", json_path)
+
+
+QUICK_HELP = "Fewer seeds and resamples (seconds; indicative only)."
 
 
 @proxy_app.command("sweep")
@@ -50,15 +53,17 @@ def sweep_command(
     env: Annotated[str, typer.Option(help="Environment: boat_race, tomato_watering, lagoon or pandemic.")] = "lagoon",
     knob: Annotated[str, typer.Option(help="Power knob: horizon, discount, boltzmann, q_learning, capacity, observation_noise.")] = "horizon",
     values: Annotated[str | None, typer.Option(help="Comma-separated power levels (default: the knob's grid).")] = None,
-    seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 5,
+    seeds: Annotated[int | None, typer.Option(help="Number of seeds (default 5; 2 with --quick).")] = None,
     proxy_noise: Annotated[float, typer.Option(help="Per-seed noise on the proxy, in units of its std.")] = 0.05,
     mitigations: Annotated[bool, typer.Option("--mitigations/--no-mitigations", help="Add KL/occupancy regularisation and early stopping.")] = True,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-report"),
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-sweep"),
+    quick: Annotated[bool, typer.Option("--quick", help=QUICK_HELP)] = False,
 ) -> None:
     """Sweep optimisation power on one environment; plot proxy and true return; flag a phase transition."""
     from mlsafety.alignment.proxy.report import mitigation_section, sweep_section, write_report
     from mlsafety.alignment.proxy.sweep import sweep
 
+    seeds = seeds if seeds is not None else (2 if quick else 5)
     if seeds < 1:
         raise fail(f"--seeds must be >= 1; got {seeds}.")
     if not (math.isfinite(proxy_noise) and proxy_noise >= 0):
@@ -67,10 +72,11 @@ def sweep_command(
     sections = [sweep_section(result)]
     if mitigations:
         sections.append(mitigation_section(result))
-    paths = write_report(out, sections, {"command": "proxy sweep", "environment": env, "knob": knob},
+    paths = write_report(out, sections, {"command": "proxy sweep", "environment": env, "knob": knob, "seeds": seeds,
+                                         "quick": quick},
                          title=f"mlsafety proxy gaming: {env} / {knob}")
     for section in sections:
-        console.print(f"{section.verdict:>7}  {section.name:<28} {section.summary}", markup=False)
+        print_verdict(section.verdict, section.name, section.summary)
     _print_paths(*paths)
 
 
@@ -80,16 +86,19 @@ def sweep_command(
 def detect_command(
     envs: Annotated[str, typer.Option(help="Comma-separated environments.")] = "boat_race,tomato_watering,lagoon,pandemic",
     knobs: Annotated[str, typer.Option(help="Comma-separated power knobs.")] = "horizon,discount,boltzmann,q_learning,capacity,observation_noise",
-    seeds: Annotated[int, typer.Option(help="Seeds per sweep.")] = 5,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per sweep (default 5; 2 with --quick).")] = None,
     margin: Annotated[float, typer.Option(help="Gamed = true return below trusted - margin * |trusted - random|.")] = 0.2,
-    n_resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the AUROC intervals.")] = 500,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-report"),
+    n_resamples: Annotated[int | None, typer.Option(help="Bootstrap resamples for the AUROC intervals (default 500; 200 with --quick).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-detect"),
+    quick: Annotated[bool, typer.Option("--quick", help=QUICK_HELP)] = False,
 ) -> None:
     """Score every swept policy against a trusted policy; report AUROC (bootstrap CI) and max-F1."""
     from mlsafety.alignment.proxy.detection import evaluate_detection
     from mlsafety.alignment.proxy.report import detection_section, sweep_section, write_report
     from mlsafety.alignment.proxy.sweep import get_knob, make_environment
 
+    seeds = seeds if seeds is not None else (2 if quick else 5)
+    n_resamples = n_resamples if n_resamples is not None else (200 if quick else 500)
     if seeds < 1:
         raise fail(f"--seeds must be >= 1; got {seeds}.")
     env_names, knob_names = _names(envs, "--envs"), _names(knobs, "--knobs")
@@ -103,8 +112,9 @@ def detect_command(
     result = evaluate_detection(env_names, knob_names, seeds=seeds, margin=margin, n_resamples=n_resamples)
     section = detection_section(result)
     sections = [section] + [sweep_section(s) for s in result.sweeps]
-    paths = write_report(out, sections, {"command": "proxy detect"}, title="mlsafety proxy gaming: detection")
-    console.print(f"{section.verdict:>7}  detection  {section.summary}", markup=False)
+    paths = write_report(out, sections, {"command": "proxy detect", "seeds": seeds, "n_resamples": n_resamples,
+                                         "quick": quick}, title="mlsafety proxy gaming: detection")
+    print_verdict(section.verdict, section.name, section.summary)
     _print_paths(*paths)
 
 
@@ -115,16 +125,19 @@ def overoptimization_command(
     comparisons: Annotated[int, typer.Option(help="Gold-labelled comparisons for the proxy reward model.")] = 50,
     capacity: Annotated[int | None, typer.Option(help="Squared features the proxy may use (default: all).")] = None,
     label_noise: Annotated[float, typer.Option(help="Probability that a comparison label is flipped.")] = 0.1,
-    ensemble: Annotated[int, typer.Option(help="Ensemble size for conservative reward models (0: none).")] = 5,
+    ensemble: Annotated[int | None, typer.Option(help="Ensemble size for conservative reward models (0: none; default 5, 3 with --quick).")] = None,
     n_values: Annotated[str | None, typer.Option(help="Comma-separated best-of-n values (default 1..1000, 20 values).")] = None,
-    sweep_seeds: Annotated[int, typer.Option(help="Seeds per point of the comparisons / capacity / noise sweeps (0: skip).")] = 3,
+    sweep_seeds: Annotated[int | None, typer.Option(help="Seeds per point of the comparisons / capacity / noise sweeps (0: skip; default 3, 1 with --quick).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-report"),
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-overoptimization"),
+    quick: Annotated[bool, typer.Option("--quick", help=QUICK_HELP)] = False,
 ) -> None:
     """Best-of-n and softmax-policy overoptimisation of a Bradley-Terry proxy; fit Gao et al.'s forms."""
     from mlsafety.alignment.proxy.overoptimization import overoptimization_experiment, overoptimization_sweep
     from mlsafety.alignment.proxy.report import overoptimization_section, write_report
 
+    ensemble = ensemble if ensemble is not None else (3 if quick else 5)
+    sweep_seeds = sweep_seeds if sweep_seeds is not None else (1 if quick else 3)
     check_positive_option(comparisons, "--comparisons")
     if capacity is not None and capacity < 0:
         raise fail(f"--capacity must be >= 0; got {capacity}.")
@@ -150,7 +163,8 @@ def overoptimization_command(
         sweeps["label_noise"] = overoptimization_sweep("label_noise", [0.0, 0.1, 0.2, 0.3], seeds=sweep_seeds,
                                                        n_comparisons=comparisons, capacity=capacity)
     section = overoptimization_section(result, sweeps)
-    paths = write_report(out, [section], {"command": "proxy overoptimization"},
+    paths = write_report(out, [section], {"command": "proxy overoptimization", "ensemble": ensemble,
+                                          "sweep_seeds": sweep_seeds, "quick": quick},
                          title="mlsafety proxy gaming: reward-model overoptimisation")
-    console.print(f"{section.verdict:>7}  overoptimization  {section.summary}", markup=False)
+    print_verdict(section.verdict, section.name, section.summary)
     _print_paths(*paths)

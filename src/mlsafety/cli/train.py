@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from mlsafety.cli._app import app
@@ -18,18 +17,9 @@ from mlsafety.cli._common import (
     console,
     fail,
 )
-from mlsafety.data import default_splits, load_dataset
-from mlsafety.models import (
-    FASHION_MNIST_MEAN,
-    FASHION_MNIST_STD,
-    Classifier,
-    accuracy,
-    build_architecture,
-    cache_dir,
-    save_checkpoint,
-    train_classifier,
-)
-from mlsafety.registry import ARCHITECTURES
+
+#: ``--adversarial`` names and the loss classes of :mod:`mlsafety.robustness.training.adversarial`
+_ADVERSARIAL = {"pgd": "PGDAdversarialLoss", "trades": "TRADESLoss", "fast-fgsm": "FastFGSMLoss"}
 
 
 @app.command()
@@ -44,13 +34,40 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Checkpoint path (.safetensors).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    adversarial: Annotated[str | None, typer.Option(metavar="pgd|trades|fast-fgsm", help="Adversarial training against an Linf ball of radius --epsilon: PGD (Madry et al. 2018), TRADES (Zhang et al. 2019) or fast FGSM (Wong et al. 2020).")] = None,
+    epsilon: Annotated[float, typer.Option(help="Linf radius for --adversarial, on pixels in [0, 1] (0.1 is the audit's default for grayscale).")] = 0.1,
 ) -> None:
-    """Train a classifier and save it as a safetensors checkpoint with its metadata."""
+    """Train a classifier and save it as a safetensors checkpoint with its metadata.
+
+    With --adversarial, every batch is replaced by adversarial examples found within
+    --epsilon (several times slower per epoch); audit the result with
+    'mlsafety audit --model <checkpoint>'.
+    """
+    import torch
+
+    from mlsafety.data import default_splits, load_dataset
+    from mlsafety.models import (
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
+        Classifier,
+        accuracy,
+        build_architecture,
+        cache_dir,
+        save_checkpoint,
+        train_classifier,
+    )
+    from mlsafety.registry import ARCHITECTURES
+
     ARCHITECTURES.get(architecture)  # unknown names fail here, with suggestions
     check_positive_option(epochs, "--epochs")
     check_positive_option(batch_size, "--batch-size")
     check_positive_option(learning_rate, "--learning-rate", integer=False)
     check_seed(seed)
+    adversarial = adversarial.strip().lower() if adversarial is not None else None
+    if adversarial is not None and adversarial not in _ADVERSARIAL:
+        raise fail(f"--adversarial must be one of {', '.join(_ADVERSARIAL)}; got {adversarial!r}.")
+    if not 0 < epsilon <= 1:
+        raise fail(f"--epsilon must be in (0, 1] (pixels are in [0, 1]); got {epsilon}.")
     device = check_device(device) or "cpu"
     if test is not None and data is None:
         raise fail("--test needs --data too (the default trains and tests on Fashion-MNIST).")
@@ -80,13 +97,22 @@ def train(
     module = build_architecture(architecture, **kwargs).eval()
     classifier = Classifier(module, mean=mean, std=std, class_names=train_data.class_names,
                             input_shape=train_data.image_shape, name=architecture, device=device)
+    loss_kwargs = {}
+    card = {}
+    if adversarial is not None:
+        from mlsafety.robustness.training import adversarial as adversarial_training
+
+        loss = getattr(adversarial_training, _ADVERSARIAL[adversarial])(epsilon=epsilon, seed=seed)
+        loss_kwargs["loss_fn"] = loss
+        card["adversarial_training"] = {"method": adversarial, "epsilon": epsilon, "norm": "Linf"}
     history = train_classifier(classifier, train_data, epochs=epochs, batch_size=batch_size,
-                               learning_rate=learning_rate, seed=seed)
+                               learning_rate=learning_rate, seed=seed, **loss_kwargs)
     test_accuracy = accuracy(classifier, test_data)
-    path = out or cache_dir() / f"{architecture}_{train_data.name}_seed{seed}.safetensors"
+    tag = f"_{adversarial}{epsilon:g}" if adversarial is not None else ""
+    path = out or cache_dir() / f"{architecture}_{train_data.name}{tag}_seed{seed}.safetensors"
     save_checkpoint(classifier, path, architecture, kwargs, {
         "dataset": train_data.name, "test_accuracy": test_accuracy, "epochs": epochs,
-        "seed": seed, "training_seconds": round(history.seconds, 1),
+        "seed": seed, "training_seconds": round(history.seconds, 1), **card,
     })
     console.print(f"test accuracy {test_accuracy:.4f}; trained in {history.seconds:.1f} s", markup=False)
     console.print(f"saved {path}", markup=False)

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from mlsafety._io import locked_output_dir
 from mlsafety.cli._app import app
 from mlsafety.cli._common import (
     EXIT_FINDINGS,
@@ -21,6 +20,9 @@ from mlsafety.cli._common import (
     console,
     fail,
     parse_thresholds,
+    print_verdict,
+    print_written,
+    progress_bar,
 )
 
 values_app = typer.Typer(help="Value learning: a utility model of human pleasantness judgements.",
@@ -28,10 +30,44 @@ values_app = typer.Typer(help="Value learning: a utility model of human pleasant
 app.add_typer(values_app, name="values")
 
 
-def default_model_path() -> Path:
+ENCODER_HELP = "minilm (default, offline), hashing (fast baseline) or local (with --encoder-path)."
+
+
+def default_model_path(encoder: str = "minilm") -> Path:
+    """Where ``values train`` saves, and ``eval``/``score`` look, by default: one file per encoder."""
     from mlsafety.models.default import cache_dir
 
-    return cache_dir() / "values" / "utility.safetensors"
+    name = "utility.safetensors" if encoder == "minilm" else f"utility-{encoder}.safetensors"
+    return cache_dir() / "values" / name
+
+
+def _default_for(encoder: str | None, encoder_path: str | None) -> Path:
+    """The default model of ``encoder``; with no encoder named, the most recently trained default."""
+    if encoder is not None or encoder_path is not None:
+        return default_model_path(encoder or "local")
+    trained = sorted(default_model_path().parent.glob("utility*.safetensors"), key=lambda p: p.stat().st_mtime)
+    return trained[-1] if trained else default_model_path()
+
+
+def _load_utility(model: Path | None, encoder: str | None, encoder_path: str | None) -> Any:
+    """Load ``model`` (default: the one trained with ``encoder``), checking that the encoders agree."""
+    from mlsafety.alignment.values.utility import UtilityModel, resolve_encoder
+
+    if encoder is not None and encoder not in ("minilm", "hashing", "local"):
+        from mlsafety.registry import ENCODERS
+
+        ENCODERS.get(encoder)  # unknown names fail here, with suggestions
+    path = model or _default_for(encoder, encoder_path)
+    utility = UtilityModel.load(path)
+    trained_with = getattr(resolve_encoder(utility.encoder), "registry_name", None)
+    if encoder is not None and trained_with is not None and encoder != trained_with:
+        raise fail(f"{path} was trained with the {trained_with} encoder, not {encoder}; pass --encoder {trained_with} "
+                   f"or train a model with 'mlsafety values train --encoder {encoder}'.")
+    if encoder_path is not None:
+        if trained_with not in (None, "local"):
+            raise fail(f"--encoder-path applies to models trained with --encoder local; {path} uses {trained_with}.")
+        utility.encoder = _encoder("local", encoder_path)
+    return utility
 
 
 def _encoder(name: str, path: str | None) -> Any:
@@ -53,17 +89,22 @@ def _vader_splits(seed: int, n_pairs: int, domains: str | None) -> Any:
                         seed=seed)
 
 
-def _pair_accuracy(model: Any, pairs: Any) -> dict[str, float]:
+def _pair_accuracy(model: Any, pairs: Any, bar: Any = None) -> dict[str, float]:
     from mlsafety.alignment.values.metrics import evaluate_pairs
 
-    u = model.score_texts(pairs.texts).numpy()
+    if bar is None:
+        u = model.score_texts(pairs.texts).numpy()
+    else:
+        from mlsafety.alignment.values.utility import resolve_encoder
+
+        u = model.utility(_encode(resolve_encoder(model.encoder), pairs.texts, bar)).numpy()
     return evaluate_pairs(u, pairs.better, pairs.worse, pairs.hard if pairs.hard.any() else None)
 
 
 @values_app.command("train")
 @cli_errors
 def train(
-    encoder: Annotated[str, typer.Option(help="minilm (default, offline), hashing (fast baseline) or local.")] = "minilm",
+    encoder: Annotated[str, typer.Option(help=ENCODER_HELP)] = "minilm",
     encoder_path: Annotated[str | None, typer.Option(help="Model folder for --encoder local.")] = None,
     head: Annotated[str, typer.Option(help="linear or mlp.")] = "linear",
     loss: Annotated[str, typer.Option(help="bradley-terry (pairs) or regression (ratings; VADER only).")] = "bradley-terry",
@@ -73,7 +114,7 @@ def train(
     n_pairs: Annotated[int, typer.Option(help="Training pairs built from the VADER ratings.")] = 20000,
     weight_decay: Annotated[float, typer.Option(help="L2 penalty.")] = 1e-2,
     seed: Annotated[int, typer.Option(help="Seed (data split and training).")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Model file (.safetensors). Default: the cache's values/utility.safetensors.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Model file (.safetensors). Default: the cache's values/utility[-ENCODER].safetensors.")] = None,
 ) -> None:
     """Fit a utility model on the VADER human ratings (default), ETHICS utilitarianism or a pair file."""
     from mlsafety.alignment.values.ethics import load_ethics_utilitarianism
@@ -93,44 +134,63 @@ def train(
     check_seed(seed)
     if out is not None:
         check_out_file(out, "--out", [".safetensors"])
+    from mlsafety.report.progress import step
+
     enc = _encoder(encoder, encoder_path)
     model = UtilityModel(encoder=enc, head=head, weight_decay=weight_decay, seed=seed)
     meta: dict[str, Any] = {"seed": seed}
+    bar = progress_bar()
     if ethics or pairs:
         if loss_name == "regression":
             raise fail("--loss regression needs ratings; ETHICS and pair files only have pairs. Use bradley-terry.")
         data = load_ethics_utilitarianism(ethics, "train") if ethics else load_pair_file(pairs)  # type: ignore[arg-type]
-        embeddings = enc.encode(data.texts)
-        model.fit_pairs(embeddings[data.better], embeddings[data.worse])
+        with bar:
+            embeddings = _encode(enc, data.texts, bar)
+            with step(bar, f"fitting the utility on {len(data):,} pairs"):
+                model.fit_pairs(embeddings[data.better], embeddings[data.worse])
+            if ethics:
+                try:
+                    test_pairs = load_ethics_utilitarianism(ethics, "test")
+                except FileNotFoundError:
+                    test_pairs = None
+                test_accuracy = _pair_accuracy(model, test_pairs, bar) if test_pairs is not None else None
         meta.update({"data": "ethics" if ethics else "pairs", "path": str(Path(ethics or pairs).resolve())})  # type: ignore[arg-type]
-        message = f"trained on {len(data)} pairs"
-        if ethics:
-            try:
-                test = load_ethics_utilitarianism(ethics, "test")
-                message += f"; ETHICS test pairwise accuracy {_pair_accuracy(model, test)['pairwise_accuracy']:.4f}"
-            except FileNotFoundError:
-                pass
+        message = f"trained on {len(data):,} pairs"
+        if ethics and test_accuracy is not None:
+            message += f"; ETHICS test pairwise accuracy {test_accuracy['pairwise_accuracy']:.4f}"
     else:
         splits = _vader_splits(seed, n_pairs, domains)
-        embeddings = enc.encode(splits.train.texts)
-        if loss_name == "regression":
-            model.fit_ratings(embeddings, splits.train.ratings)
-        else:
-            model.fit_pairs(embeddings[splits.train_pairs.better], embeddings[splits.train_pairs.worse])
-        meta.update({"data": "vader", "n_pairs": n_pairs, "domains": domains})
-        test = _pair_accuracy(model, splits.test_pairs)
+        with bar:
+            embeddings = _encode(enc, splits.train.texts, bar)
+            with step(bar, "fitting the utility"):
+                if loss_name == "regression":
+                    model.fit_ratings(embeddings, splits.train.ratings)
+                else:
+                    model.fit_pairs(embeddings[splits.train_pairs.better], embeddings[splits.train_pairs.worse])
+            meta.update({"data": "vader", "n_pairs": n_pairs, "domains": domains})
+            test = _pair_accuracy(model, splits.test_pairs, bar)
         message = (f"trained on {len(splits.train_pairs) if loss_name != 'regression' else len(splits.train)} "
                    f"{'pairs' if loss_name != 'regression' else 'rated texts'}; held-out pairwise accuracy "
                    f"{test['pairwise_accuracy']:.4f} (hard pairs {test.get('hard_pairwise_accuracy', float('nan')):.4f})")
-    path = model.save(out or default_model_path(), extra=meta)
+    path = model.save(out or default_model_path(enc.registry_name), extra=meta)
     console.print(message, markup=False)
-    console.print(f"saved {path}", markup=False)
+    print_written("saved", path)
+
+
+def _encode(encoder: Any, texts: Any, bar: Any) -> Any:
+    import torch
+
+    from mlsafety.report.progress import in_chunks
+
+    return torch.cat(in_chunks(encoder.encode, list(texts), bar, f"encoding {len(texts):,} texts ({encoder.registry_name})"))
 
 
 @values_app.command("eval")
 @cli_errors
 def evaluate(
-    model: Annotated[Path | None, typer.Option(help="Utility model from `values train` (default: the last default one).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Utility model from `values train` (default: the last one trained with --encoder).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Evaluate the default model trained with this encoder: " + ENCODER_HELP)] = None,
+    encoder_path: Annotated[str | None, typer.Option(help="Model folder of a local encoder (if it moved since training).")] = None,
     ethics: Annotated[str | None, typer.Option(help="Evaluate on ETHICS utilitarianism test and test_hard instead.")] = None,
     pairs: Annotated[str | None, typer.Option(help="Evaluate on a CSV of pairs (better,worse) instead.")] = None,
     out: Annotated[Path, typer.Option(help="Report folder (report.html + report.json).")] = Path("values-report"),
@@ -144,21 +204,23 @@ def evaluate(
     if ethics and pairs:
         raise fail("give at most one of --ethics and --pairs.")
     check_out_dir(out)
+    from mlsafety._io import locked_output_dir
+
     with locked_output_dir(out, command="mlsafety values eval"):
-        _evaluate(model, ethics, pairs, out, quick, goodhart, thresholds)
+        _evaluate(model, ethics, pairs, out, quick, goodhart, thresholds, encoder, encoder_path)
 
 
 def _evaluate(model: Path | None, ethics: str | None, pairs: str | None, out: Path, quick: bool, goodhart: bool,
-              thresholds: dict[str, float]) -> None:
+              thresholds: dict[str, float], encoder: str | None = None, encoder_path: str | None = None) -> None:
     from mlsafety.alignment.values.ethics import load_ethics_utilitarianism
     from mlsafety.alignment.values.pairs import load_pair_file
-    from mlsafety.alignment.values.utility import UtilityModel
 
-    utility = UtilityModel.load(model or default_model_path())
+    utility = _load_utility(model, encoder, encoder_path)
+    model_name = str(model or _default_for(encoder, encoder_path))
     meta = getattr(utility, "metadata_", {})
     if ethics or pairs:
-        from mlsafety.audit.base import CheckResult, Table
-        from mlsafety.audit.report import render_report
+        from mlsafety.alignment.values.report import FIT_NEXT_STEP, fit_verdict
+        from mlsafety.report import CheckResult, Table, render_report
 
         sets = ({split: load_ethics_utilitarianism(ethics, split) for split in ("test", "test_hard")}
                 if ethics else {"pairs": load_pair_file(pairs)})  # type: ignore[arg-type]
@@ -167,14 +229,17 @@ def _evaluate(model: Path | None, ethics: str | None, pairs: str | None, out: Pa
         headline = metrics.get("test_pairwise_accuracy", next(iter(metrics.values())))
         metrics["pairwise_accuracy"] = headline
         failing = [k for k, v in thresholds.items() if k in metrics and metrics[k] < v]
-        section = CheckResult("fit", "Pairwise accuracy", "fail" if failing else "info",
-                              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), metrics=metrics,
+        first = next(iter(sets.values()))
+        verdict, reason = fit_verdict(headline, len(first))
+        section = CheckResult("fit", "Pairwise accuracy", "fail" if failing else verdict,  # type: ignore[arg-type]
+                              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"; {reason}.", metrics=metrics,
                               tables=[Table("Pairwise accuracy", ["set", "pairs", "accuracy"],
                                             [[n, len(d), round(metrics[f"{n}_pairwise_accuracy"], 4)]
-                                             for n, d in sets.items()])])
-        render_report(out, [section], {"model": str(model or default_model_path())}, title="mlsafety values report")
-        for key, value in metrics.items():
-            console.print(f"{key}: {value:.4f}", markup=False)
+                                             for n, d in sets.items()])],
+                              data_note=", ".join(f"{len(d):,} pairs of {n}" for n, d in sets.items()) + ".",
+                              next_step=FIT_NEXT_STEP)
+        sections = [section]
+        _, html = render_report(out, sections, {"model": model_name}, title="mlsafety values report")
     else:
         from mlsafety.alignment.values.report import build_values_report
         from mlsafety.alignment.values.vader import load_lexicon
@@ -187,14 +252,16 @@ def _evaluate(model: Path | None, ethics: str | None, pairs: str | None, out: Pa
             lexicon = load_lexicon()
         except FileNotFoundError:
             lexicon = None
-        _, html, sections = build_values_report(utility, splits, out, lexicon=lexicon, quick=quick,
-                                                goodhart=goodhart, seed=seed, thresholds=thresholds,
-                                                metadata={"model": str(model or default_model_path())})
-        failing = [s for s in sections if s.verdict == "fail"]
-        for section in sections:
-            console.print(f"[{section.verdict}] {section.title}: {section.summary}", markup=False)
-        console.print(f"report written to {html}", markup=False)
-    if failing:
+        with progress_bar() as bar:
+            _, html, sections = build_values_report(utility, splits, out, lexicon=lexicon, quick=quick,
+                                                    goodhart=goodhart, seed=seed, thresholds=thresholds,
+                                                    metadata={"model": model_name}, progress=bar)
+    for section in sections:
+        print_verdict(section.verdict, section.name, section.summary)
+    print_written("report", html)
+    print_written("json", Path(html).with_name("report.json"))
+    broken = [k for k, v in thresholds.items() for s in sections if k in s.metrics and s.metrics[k] < v]
+    if broken:
         raise typer.Exit(EXIT_FINDINGS)
 
 
@@ -202,14 +269,15 @@ def _evaluate(model: Path | None, ethics: str | None, pairs: str | None, out: Pa
 @cli_errors
 def score(
     texts: Annotated[list[str], typer.Argument(help="One or more texts to score.")],
-    model: Annotated[Path | None, typer.Option(help="Utility model (default: the last default one).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Utility model (default: the last one trained with --encoder).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Score with the default model trained with this encoder: " + ENCODER_HELP)] = None,
+    encoder_path: Annotated[str | None, typer.Option(help="Model folder of a local encoder (if it moved since training).")] = None,
 ) -> None:
     """Print the learned utility of each text (higher = more pleasant)."""
     from mlsafety.alignment.values.encoder import check_texts
-    from mlsafety.alignment.values.utility import UtilityModel
 
     items = check_texts(texts)
-    utility = UtilityModel.load(model or default_model_path())
+    utility = _load_utility(model, encoder, encoder_path)
     values = utility.score_texts(items).numpy()
     rating = getattr(utility, "rating_mean_", None)
     for text, value in zip(items, values):

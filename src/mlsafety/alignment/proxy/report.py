@@ -1,8 +1,8 @@
-"""Report sections for proxy gaming, rendered with the audit's HTML + JSON renderer.
+"""Report sections for proxy gaming, rendered with the shared HTML + JSON renderer.
 
-Each builder turns one experiment into a :class:`~mlsafety.audit.base.CheckResult`
+Each builder turns one experiment into a :class:`~mlsafety.report.CheckResult`
 (metrics, tables, figures, a verdict); :func:`write_report` renders a list of them with
-:func:`mlsafety.audit.report.render_report`. Figures use ``matplotlib.figure.Figure``
+:func:`mlsafety.report.render_report`. Figures use ``matplotlib.figure.Figure``
 (never pyplot).
 """
 
@@ -20,8 +20,7 @@ from mlsafety.alignment.proxy.mitigations import early_stop, regularization_curv
 from mlsafety.alignment.proxy.overoptimization import OveroptimizationResult
 from mlsafety.alignment.proxy.planning import _as_mdp, evaluate_policy
 from mlsafety.alignment.proxy.sweep import SweepResult, make_environment
-from mlsafety.audit.base import CheckResult, Figure, Table
-from mlsafety.audit.report import render_report
+from mlsafety.report import CheckResult, Figure, Table, render_report
 
 HAZARD = "Alignment: proxy gaming"
 

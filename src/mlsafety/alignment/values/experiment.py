@@ -14,6 +14,7 @@ cached on disk), so fitting and evaluating many utility models is cheap:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +119,7 @@ def goodhart_experiment(splits: ValueSplits, encoder: TextEncoder, train_embeddi
                         proxies: dict[str, Any] | None = None, lexicon: dict[str, float] | None = None,
                         n_texts: int = 8, n_steps: int = 8, n_candidates: int = 24, n_proxy_pairs: int = 500,
                         n_members: int = 5, vocabulary_size: int = 300, seed: int = 0,
-                        head: str = "linear") -> dict[str, Any]:
+                        head: str = "linear", on_proxy_done: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Optimise texts against learned utilities and score them with held-out gold judges.
 
     Proxies (each optimised separately, from the same start texts): the models in
@@ -126,6 +127,8 @@ def goodhart_experiment(splits: ValueSplits, encoder: TextEncoder, train_embeddi
     conservative ``min_ensemble`` of ``n_members`` bootstrap models on the same pairs.
     Gold judges, never seen by the optimiser: ``reference`` -- an MLP regression on every
     training text's human rating -- and ``lexicon`` (the VADER word ratings), when given.
+
+    ``on_proxy_done(name)`` is called after each proxy's optimisation (for progress bars).
 
     Returns a dict with the traces (``traces``), the standardisation scales, and per-proxy
     summary numbers (gains in standard deviations of natural test texts).
@@ -162,5 +165,7 @@ def goodhart_experiment(splits: ValueSplits, encoder: TextEncoder, train_embeddi
                          **{f"{g}_gain": float(curves[g][-1]) for g in gold},
                          **{f"{g}_peak_gain": float(curves[g].max()) for g in gold}}
         summary[name]["scales"] = scales_here  # type: ignore[assignment]
+        if on_proxy_done is not None:
+            on_proxy_done(name)
     return {"traces": traces, "summary": summary, "starts": starts, "vocabulary": vocabulary,
             "n_proxy_pairs": len(small_pairs)}

@@ -8,6 +8,7 @@ from sklearn.metrics import confusion_matrix
 
 from mlsafety.audit.base import AuditContext, Check, CheckResult, Figure, Table
 from mlsafety.registry import CHECKS
+from mlsafety.report import format_value, wilson_interval
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str]) -> MatplotlibFigure:
@@ -44,6 +45,8 @@ class AccuracyCheck(Check):
     order = 0
     metric_names = frozenset({
         "accuracy",
+        "accuracy_high",
+        "accuracy_low",
         "balanced_accuracy",
         "n_samples",
         "worst_class_accuracy",
@@ -61,26 +64,28 @@ class AccuracyCheck(Check):
         support = matrix.sum(1)
         per_class = np.divide(np.diag(matrix), support, out=np.full(len(names), np.nan),
                               where=support > 0)
-        overall = float((predictions == labels).mean())
+        n_correct = int((predictions == labels).sum())
+        overall = n_correct / len(labels)
+        low, high = wilson_interval(n_correct, len(labels))
         balanced = float(np.nanmean(per_class))
         weak = [names[i] for i in range(len(names))
                 if support[i] > 0 and per_class[i] < 0.5 * overall]
         card = context.classifier.describe()
         model_rows = [
             ["architecture", card.get("name")],
-            ["parameters", f"{card.get('n_parameters'):,}"],
+            ["parameters", card.get("n_parameters")],
             ["input shape (C, H, W)", str(card.get("input_shape") or list(data.image_shape))],
             ["classes", len(names)],
-            ["data set", f"{data.name} ({len(data)} samples)"],
-            ["normalisation", str(card.get("normalisation"))],
+            ["data set", f"{data.name} ({len(data):,} images)"],
+            ["normalisation", format_value(card.get("normalisation"))],
             ["device", str(context.classifier.device)],
         ]
         for key in ("dataset", "test_accuracy", "epochs", "training_seconds", "source"):
             if key in card:
-                model_rows.append([f"card: {key}", card[key]])
+                model_rows.append([f"card: {key}", format_value(card[key])])
         worst = int(np.nanargmin(per_class))
-        summary = (f"Top-1 accuracy {overall:.2%} on {len(data)} samples; weakest class "
-                   f"{names[worst]!r} at {per_class[worst]:.2%}.")
+        summary = (f"Top-1 accuracy {overall:.1%} [{low:.1%}, {high:.1%}] on {len(data):,} images; weakest class "
+                   f"{names[worst]!r} at {per_class[worst]:.1%}.")
         warnings = []
         if weak:
             warnings.append(
@@ -90,15 +95,28 @@ class AccuracyCheck(Check):
         return self.result(
             "warn" if weak else "pass",
             summary,
-            metrics={"accuracy": overall, "balanced_accuracy": balanced,
+            metrics={"accuracy": overall, "accuracy_low": low, "accuracy_high": high, "balanced_accuracy": balanced,
                      "worst_class_accuracy": float(per_class[worst]), "n_samples": float(len(data))},
             tables=[
                 Table("Model card", ["property", "value"], model_rows),
-                Table("Per-class accuracy", ["class", "accuracy", "support"],
-                      [[n, float(a), int(s)] for n, a, s in zip(names, per_class, support)]),
+                Table("Per-class accuracy (95% Wilson interval)", ["class", "accuracy", "95% interval", "support"],
+                      [[n, float(a), _interval_text(int(matrix[i, i]), int(s)), int(s)]
+                       for i, (n, a, s) in enumerate(zip(names, per_class, support))]),
             ],
             figures=[Figure.from_matplotlib(plot_confusion_matrix(matrix, names), "Confusion matrix",
                                             "Rows are true classes, normalised; cells show counts.")],
             warnings=warnings,
-            details={"confusion_matrix": matrix.tolist()},
+            details={"confusion_matrix": matrix.tolist(), "accuracy_interval": [low, high]},
+            data_note=context.data_note(len(data)),
+            next_step=("look at the weak classes' images and labels in the confusion matrix; add or re-weight "
+                       "their training data and retrain (for the default architectures: "
+                       "'mlsafety train --data <your data>')." if weak else ""),
         )
+
+
+def _interval_text(n_correct: int, n_total: int) -> str:
+    if n_total == 0:
+        return "-"
+    low, high = wilson_interval(n_correct, n_total)
+    return f"[{low:.1%}, {high:.1%}]"
+

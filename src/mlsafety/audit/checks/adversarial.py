@@ -12,6 +12,7 @@ from matplotlib.figure import Figure as MatplotlibFigure
 
 from mlsafety.audit.base import AuditContext, Check, CheckResult, Figure, Table
 from mlsafety.registry import CHECKS
+from mlsafety.report import wilson_interval
 from mlsafety.robustness.attacks.apgd import APGD
 from mlsafety.robustness.attacks.autoattack import AutoAttack
 from mlsafety.robustness.attacks.evaluation import accuracy_vs_epsilon
@@ -25,6 +26,19 @@ from mlsafety.robustness.attacks.sanity import (
 )
 
 CURVE_FACTORS = (0.25, 0.5, 1.0, 2.0)
+
+
+def _bounds(rate: float, n: int) -> tuple[float, float]:
+    return wilson_interval(round(rate * n), n)
+
+
+def _interval(rate: float, n: int) -> str:
+    low, high = _bounds(rate, n)
+    return f"[{low:.1%}, {high:.1%}]"
+
+
+def _with_interval(rate: float, n: int) -> str:
+    return f"{rate:.1%} {_interval(rate, n)}"
 
 
 def plot_curve(epsilons: list[float], accuracies: list[float], clean: float, epsilon: float,
@@ -194,9 +208,22 @@ class AdversarialCheck(Check):
                 "Adversarial examples", f"Top: clean (true class); bottom: perturbed within epsilon={epsilon:g} "
                 "(predicted class)."))
         verdict = "warn" if warnings else ("fail" if robust < 0.5 * clean else "pass")
-        summary = (f"Robust accuracy {robust:.1%} vs clean {clean:.1%} under {norm} epsilon={epsilon:g} "
-                   f"({attack_label}, {len(subset)} images)"
+        n_images = len(subset)
+        summary = (f"Robust accuracy {_with_interval(robust, n_images)} vs clean {_with_interval(clean, n_images)} "
+                   f"under {norm} epsilon={epsilon:g} ({attack_label}, {n_images} images)"
                    + (f"; {len(warnings)} sanity warning(s)." if warnings else "."))
+        if verdict == "fail":
+            next_step = (f"train against the attack: 'mlsafety train --adversarial pgd --epsilon {epsilon:g} "
+                         "--out robust.safetensors' (PGD adversarial training, Madry et al. 2018; several times "
+                         "slower per epoch), then 'mlsafety audit --model robust.safetensors'. For your own "
+                         "architecture, pass mlsafety.robustness.training.adversarial.PGDAdversarialLoss as "
+                         "loss_fn to mlsafety.models.train_classifier.")
+        elif verdict == "warn":
+            next_step = ("the sanity checks suggest gradient masking, so the robust accuracy may be overstated: "
+                         "remove non-differentiable or randomised preprocessing from the model, or trust only the "
+                         "black-box (Square) figure; see docs/adversarial.md.")
+        else:
+            next_step = ""
         metrics: dict[str, float] = {
             "clean_accuracy": clean, "robust_accuracy": robust, "epsilon": epsilon,
             "attack_success_rate": float((evaluation.clean_correct & ~evaluation.robust).sum())
@@ -212,15 +239,21 @@ class AdversarialCheck(Check):
             "seconds": time.perf_counter() - start,
         }
         tables = [
-            Table("Robust accuracy", ["setting", "accuracy"],
-                  [["clean", clean], *[[f"after {k}", v] for k, v in evaluation.robust_accuracy_after.items()]]),
-            Table("Accuracy against epsilon", ["epsilon", "robust accuracy"],
-                  [[0.0, clean], *[[e, a] for e, a in zip(curve["epsilons"], curve["robust_accuracy"])]]),
+            Table("Robust accuracy (95% Wilson interval)", ["setting", "accuracy", "95% interval"],
+                  [["clean", clean, _interval(clean, n_images)],
+                   *[[f"after {k}", v, _interval(v, n_images)] for k, v in evaluation.robust_accuracy_after.items()]]),
+            Table("Accuracy against epsilon", ["epsilon", "robust accuracy", "95% interval"],
+                  [[0.0, clean, _interval(clean, n_images)],
+                   *[[e, a, _interval(a, n_images)] for e, a in zip(curve["epsilons"], curve["robust_accuracy"])]]),
             Table("Sanity checks (Carlini et al. 2019)", ["check", "passed", "meaning"],
                   [[f.name, f.passed, f.message] for f in findings]),
         ]
+        details["intervals"] = {"clean_accuracy": list(_bounds(clean, n_images)),
+                                "robust_accuracy": list(_bounds(robust, n_images))}
+        data_note = context.data_note(n_images, "each attack step costs a forward and a backward pass per image, "
+                                                "so this section uses fewer images than the clean-accuracy section")
         return self.result(verdict, summary, metrics=metrics, tables=tables, figures=figures, warnings=warnings,
-                           notes=notes, details=details)
+                           notes=notes, details=details, data_note=data_note, next_step=next_step)
 
     @staticmethod
     def _apgd_accuracy(params: dict[str, Any], x: torch.Tensor, y: torch.Tensor, classifier: Any) -> float:

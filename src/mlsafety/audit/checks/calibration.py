@@ -11,6 +11,7 @@ from mlsafety.audit.base import AuditContext, Check, CheckResult, Figure, Table
 from mlsafety.exceptions import MLSafetyError
 from mlsafety.metrics.calibration import calibration_metrics
 from mlsafety.registry import CALIBRATORS, CHECKS
+from mlsafety.report import wilson_interval
 
 # corruptions used for the shift study when the user names none (Hendrycks & Dietterich, 2019):
 # one noise, one blur and one digital corruption, in this order of preference
@@ -19,7 +20,18 @@ _REPORTED = ("ece", "adaptive_ece", "mce", "rms_ce", "classwise_ece", "brier", "
 
 
 def _percent(value: float) -> str:
-    return f"{value:.2%}"
+    return f"{value:.1%}"
+
+
+def _ece(value: float) -> str:
+    """ECE (and its relatives) read as a fraction in [0, 1], everywhere in the report, like the
+    thresholds (``--fail-over calibration.ece=0.05``)."""
+    return f"{value:.3f}"
+
+
+def _accuracy_interval(accuracy: float, n: int) -> str:
+    low, high = wilson_interval(round(accuracy * n), n)
+    return f"[{low:.1%}, {high:.1%}]"
 
 
 @CHECKS.register("calibration")
@@ -150,9 +162,11 @@ class CalibrationCheck(Check):
         if calibrator is not None and getattr(calibrator, "temperature_", None) is not None:
             metrics["temperature"] = float(calibrator.temperature_)
 
-        rows = [[key, before[key], after.get(key)] for key in _REPORTED]
-        rows.append(["ece 95% interval", f"[{before['ece_low']:.4f}, {before['ece_high']:.4f}]",
-                     f"[{after['ece_low']:.4f}, {after['ece_high']:.4f}]" if after else None])
+        rows = [[key, round(before[key], 4), round(after[key], 4) if key in after else None] for key in _REPORTED]
+        rows.append(["ece 95% bootstrap interval", f"[{_ece(before['ece_low'])}, {_ece(before['ece_high'])}]",
+                     f"[{_ece(after['ece_low'])}, {_ece(after['ece_high'])}]" if after else None])
+        rows.append(["accuracy 95% Wilson interval", _accuracy_interval(before["accuracy"], len(data)),
+                     _accuracy_interval(after["accuracy"], len(data)) if after else None])
         tables.append(Table(f"Calibration on {data.name} ({len(data)} samples), {n_bins} bins",
                             ["metric", "uncalibrated", f"after {method}"], rows))
 
@@ -178,33 +192,51 @@ class CalibrationCheck(Check):
         metrics.update(shift_metrics)
 
         # -- verdict
+        shift_info = metrics.pop("_shift_info", None)
         if before["ece"] > ece_threshold:
             improved = after and after["ece"] < before["ece"]
             warnings.append(
-                f"ECE {_percent(before['ece'])} exceeds {_percent(ece_threshold)}: the model's confidence "
+                f"ECE {_ece(before['ece'])} exceeds {_ece(ece_threshold)}: the model's confidence "
                 "overstates or understates how often it is right"
-                + (f"; {method} on validation data brings it to {_percent(after['ece'])}" if improved else "") + "."
+                + (f"; {method} on validation data brings it to {_ece(after['ece'])}" if improved else "") + "."
             )
         if "shift_ece" in shift_metrics and shift_metrics["shift_ece"] > shift_threshold:
             warnings.append(
-                f"under the strongest corruptions the ECE rises to {_percent(shift_metrics['shift_ece'])} "
+                f"under the strongest corruptions the ECE rises to {_ece(shift_metrics['shift_ece'])} "
                 f"(accuracy {_percent(shift_metrics['shift_accuracy'])}): do not trust confidence on shifted inputs."
             )
-        if after and after["ece"] > before["ece"]:
+        worse = bool(after) and after["ece"] > before["ece"]
+        if worse:
             reason = ("the model is already close to calibrated on clean data" if before["ece"] <= ece_threshold
                       else "see the comparison table for a method that does")
-            notes.append(f"{method} did not lower the ECE on the evaluation data ({_percent(before['ece'])} -> "
-                         f"{_percent(after['ece'])}); {reason}.")
-        summary = (f"ECE {_percent(before['ece'])} [{_percent(before['ece_low'])}, {_percent(before['ece_high'])}] "
-                   f"on {len(data)} samples")
+            notes.append(f"{method} did not lower the ECE on the evaluation data ({_ece(before['ece'])} -> "
+                         f"{_ece(after['ece'])}); {reason}.")
+        summary = (f"ECE {_ece(before['ece'])} [{_ece(before['ece_low'])}, {_ece(before['ece_high'])}] "
+                   f"on {len(data):,} images")
         if after:
-            summary += f"; {_percent(after['ece'])} after {method} fitted on validation"
-        if "shift_ece" in shift_metrics:
-            summary += (f"; {_percent(shift_metrics['shift_ece'])} at corruption severity "
-                        f"{int(shift_metrics['shift_severity'])}")
-        return self.result("warn" if warnings else "pass", summary + ".", metrics=metrics, tables=tables,
+            summary += (f"; {method} fitted on validation made it worse ({_ece(after['ece'])})" if worse
+                        else f"; {_ece(after['ece'])} after {method} fitted on validation")
+        if shift_info:
+            summary += (f"; {_ece(shift_metrics['shift_ece'])} under shift (mean of {shift_info['n_corruptions']} "
+                        f"corruptions at severity {int(shift_metrics['shift_severity'])}; worst "
+                        f"{shift_info['worst']} at {_ece(shift_info['worst_ece'])})")
+        notes.append("ECE and its relatives are fractions in [0, 1] throughout (0.05 = 5 percentage points between "
+                     "confidence and accuracy), the unit of --fail-over calibration.ece=0.05.")
+        verdict = "warn" if warnings else "pass"
+        next_step = ""
+        if verdict == "warn":
+            next_step = ("wrap the model in the recalibrator fitted on validation data, e.g. "
+                         "mlsafety.monitoring.calibration.TemperatureScaling().fit(validation_logits, labels), and use "
+                         "its probabilities; under shift, pair it with an OOD detector (see the OOD section) rather "
+                         "than trusting confidence; see docs/calibration.md.")
+        shift_n = shift_info["n_samples"] if shift_info else 0
+        data_note = (context.data_note(len(data)) + f" Recalibrators fitted on {len(validation):,} validation images"
+                     + (f"; the shift study corrupts {shift_n:,} evaluation images (every corruption and "
+                        "severity costs a forward pass)." if shift_n else "."))
+        return self.result(verdict, summary + ".", metrics=metrics, tables=tables,
                            figures=figures, warnings=warnings, notes=notes,
-                           details={"metrics_before": before, "metrics_after": after})
+                           details={"metrics_before": before, "metrics_after": after, "shift": shift_info},
+                           data_note=data_note, next_step=next_step)
 
     def _compare(self, validation_logits: Any, validation_labels: Any, logits: Any, labels: Any, n_bins: int,
                  notes: list[str]) -> Table:
@@ -218,14 +250,15 @@ class CalibrationCheck(Check):
                 continue
             rows.append([name, *self._row(calibrated, labels, n_bins, False), round(time.perf_counter() - start, 3)])
         return Table("Recalibrators fitted on validation, scored on evaluation data",
-                     ["method", "ECE", "adaptive ECE", "classwise ECE", "NLL", "Brier", "accuracy", "fit seconds"],
-                     rows)
+                     ["method", "ECE", "adaptive ECE", "classwise ECE", "NLL", "Brier", "accuracy",
+                      "accuracy 95% interval", "fit seconds"],
+                     [[*row[:7], _accuracy_interval(row[6], len(labels)), row[7]] for row in rows])
 
     @staticmethod
     def _row(scores: Any, labels: Any, n_bins: int, from_logits: bool) -> list[float]:
         m = calibration_metrics(scores, labels, n_bins=n_bins, from_logits=from_logits,
                                 metrics=("ece", "adaptive_ece", "classwise_ece", "nll", "brier", "accuracy"))
-        return [round(m[k], 5) for k in ("ece", "adaptive_ece", "classwise_ece", "nll", "brier", "accuracy")]
+        return [round(m[k], 4) for k in ("ece", "adaptive_ece", "classwise_ece", "nll", "brier", "accuracy")]
 
     def _shift(self, context: AuditContext, calibrator: Any, n_bins: int, notes: list[str],
                tables: list[Table], figures: list[Figure]) -> dict[str, float]:
@@ -263,16 +296,26 @@ class CalibrationCheck(Check):
         columns = ["corruption", "severity", "n_samples", "accuracy", "confidence", "ece", "nll"]
         if calibrator is not None:
             columns += ["ece_calibrated", "nll_calibrated"]
-        tables.append(Table(f"Calibration under shift ({source})", columns,
-                            [[r[c] if not isinstance(r[c], float) else round(r[c], 5) for c in columns]
+        tables.append(Table(f"Calibration under shift ({source})", [*columns, "accuracy 95% interval"],
+                            [[*(r[c] if not isinstance(r[c], float) else round(r[c], 4) for c in columns),
+                              _accuracy_interval(r["accuracy"], int(r["n_samples"]))]
                              for r in result.rows]))
         figures.append(Figure.from_matplotlib(
             plot_shift(result), "Calibration under shift",
             "Mean over corruptions (bold) and per corruption (thin); the recalibrator was fitted on clean "
             "validation data (Ovadia et al., 2019)."))
         worst = summary[-1]
-        metrics = {"shift_severity": float(worst["severity"]), "shift_ece": worst["ece"],
-                   "shift_accuracy": worst["accuracy"]}
+        at_worst = [r for r in result.rows if r["severity"] == worst["severity"]]
+        hardest = max(at_worst, key=lambda r: r["ece"])
+        metrics: dict[str, Any] = {"shift_severity": float(worst["severity"]), "shift_ece": worst["ece"],
+                                   "shift_accuracy": worst["accuracy"]}
+        metrics["_shift_info"] = {"n_corruptions": len(at_worst), "worst": hardest["corruption"],
+                                  "worst_ece": hardest["ece"], "n_samples": int(hardest["n_samples"]),
+                                  "per_corruption": {r["corruption"]: r["ece"] for r in at_worst}}
+        notes.append(f"ECE under shift is the mean over {len(at_worst)} corruptions at severity {worst['severity']}: "
+                     + ", ".join(f"{r['corruption']} {_ece(r['ece'])}"
+                                 for r in sorted(at_worst, key=lambda r: -r["ece"]))
+                     + f"; {hardest['corruption']} drives it.")
         if "ece_calibrated" in worst:
             metrics["shift_ece_recalibrated"] = worst["ece_calibrated"]
         return metrics

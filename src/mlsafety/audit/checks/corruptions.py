@@ -8,6 +8,7 @@ from matplotlib.figure import Figure as MatplotlibFigure
 
 from mlsafety.audit.base import AuditContext, Check, CheckResult, Figure, Table
 from mlsafety.registry import CHECKS, CORRUPTIONS
+from mlsafety.report import wilson_interval
 
 
 def plot_heatmap(matrix: np.ndarray, names: list[str], severities: list[int], clean: float) -> MatplotlibFigure:
@@ -153,10 +154,19 @@ class CorruptionsCheck(Check):
                 f"accuracy under {', '.join(failing)} falls below {1 - max_drop:.0%} of the clean accuracy "
                 f"({clean:.1%}); the model fails on these rare but realistic inputs. Consider AugMix or PixMix "
                 "training (mlsafety.robustness.training).")
-        summary = (f"Mean accuracy under 15 corruptions {mean_accuracy:.1%} vs {clean:.1%} clean; worst: "
+        n = len(data)
+        clean_low, clean_high = wilson_interval(round(clean * n), n)
+        summary = (f"Mean accuracy under 15 corruptions {mean_accuracy:.1%} vs {clean:.1%} "
+                   f"[{clean_low:.1%}, {clean_high:.1%}] clean; worst: "
                    + ", ".join(f"{names[i]} {means[i]:.1%}" for i in order[:3]) + ".")
-        rows = [[n, *[float(a) for a in matrix[i]], float(means[i]), float(clean - means[i])]
-                for i, n in enumerate(names)]
+        cell_intervals = [[wilson_interval(round(float(a) * n), n) for a in matrix[i]] for i in range(len(names))]
+        widest = max(high - low for row in cell_intervals for low, high in row) / 2
+        rows = [[name, *[float(a) for a in matrix[i]], float(means[i]), float(clean - means[i]),
+                 "[{:.1%}, {:.1%}]".format(*cell_intervals[i][-1])]
+                for i, name in enumerate(names)]
+        notes.append(f"Every cell is the accuracy on the same {n:,} images; its 95% Wilson interval is at most "
+                     f"±{widest:.1%} (the last column gives it at severity {severities[-1]}). Clean accuracy "
+                     f"{clean:.1%} [{clean_low:.1%}, {clean_high:.1%}].")
         example_severity = 3 if 3 in severities else severities[len(severities) // 2]
         figures = [
             Figure.from_matplotlib(plot_heatmap(matrix, names, severities, clean), "Accuracy: corruption x severity",
@@ -171,9 +181,18 @@ class CorruptionsCheck(Check):
             summary,
             metrics=metrics,
             tables=[Table("Accuracy per corruption and severity",
-                          ["corruption", *[f"severity {s}" for s in severities], "mean", "drop vs clean"], rows)],
+                          ["corruption", *[f"severity {s}" for s in severities], "mean", "drop vs clean",
+                           f"severity {severities[-1]}: 95% interval"], rows)],
             figures=figures,
             warnings=warnings,
             notes=notes,
-            details={"worst": worst, **result.to_dict()},
+            details={"worst": worst, **result.to_dict(),
+                     "intervals": {"clean_accuracy": [clean_low, clean_high], "cells": cell_intervals}},
+            data_note=context.data_note(n, "each image is corrupted 15 times at every severity"),
+            next_step=("train with diverse augmentations, AugMix (Hendrycks et al. 2020) or PixMix (2022): "
+                       "mlsafety.robustness.training.augmix and .pixmix give the loss and the augmentation to pass to "
+                       "mlsafety.models.train_classifier; benchmarks/augmix_fashion_mnist.py shows the gain on the "
+                       "default model." if failing else
+                       "no corruption halves the accuracy; compare the worst corruptions above with the inputs your "
+                       "model will meet, and re-audit after any retraining."),
         )

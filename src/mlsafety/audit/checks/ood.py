@@ -323,8 +323,17 @@ class OODCheck(Check):
             "tuning": {n: vars(t) for n, t in tuned.items()},
             "seconds": {"forward": forward_seconds, "total": time.perf_counter() - started},
         }
+        next_step = ""
+        if verdict != "pass":
+            next_step = (f"deploy the recommended detector ({recommended}) with a threshold chosen on validation data, "
+                         "and treat flagged inputs as unknown; for the sets it misses, fine-tune with Outlier "
+                         "Exposure (Hendrycks et al. 2019) on auxiliary outliers, or pass your own OOD data with "
+                         "--ood NAME=PATH to check it on the inputs you expect (docs/ood.md).")
+        data_note = (f"{len(test_in.logits):,} in-distribution images of {data['evaluation'].name} against "
+                     f"{len(ood_names)} test OOD sets of up to {sizes['ood']:,} images each; detector statistics "
+                     f"fitted on {fit.name}" + (" (--quick sizes)." if context.quick else "."))
         return self.result(verdict, summary, metrics=metrics, tables=tables, figures=figures, notes=notes,
-                           warnings=warns, details=details)
+                           warnings=warns, details=details, data_note=data_note, next_step=next_step)
 
     def _tune_odin(self, detector: OODDetector, classifier: Any, data: dict[str, Any],
                    tuning: bool) -> tuple[OODDetector, TuningResult]:

@@ -12,6 +12,12 @@ from matplotlib.figure import Figure as MatplotlibFigure
 
 from mlsafety.audit.base import AuditContext, Check, CheckResult, Figure, Table
 from mlsafety.registry import CHECKS
+from mlsafety.report import wilson_interval
+
+
+def _interval(rate: float, n: int) -> str:
+    low, high = wilson_interval(round(rate * n), n)
+    return f"[{low:.1%}, {high:.1%}]"
 
 
 def plot_accuracy(matrix: np.ndarray, names: list[str], levels: list[str], clean: float) -> MatplotlibFigure:
@@ -165,15 +171,28 @@ class UnforeseenCheck(Check):
         tables = [
             Table("Accuracy under unforeseen attacks", ["attack", *levels, f"random ({reference})"],
                   [[a, *[report.accuracy[a][lv] for lv in levels], report.random_accuracy.get(a)] for a in attacks]),
-            Table("Summary", ["measure", "value"],
-                  [["clean accuracy", clean], ["UA2 (mean at medium)", ua2], [f"worst attack: {worst_name}",
-                   worst_accuracy], ["spatial worst-of-10 accuracy", spatial_accuracy],
-                   [f"universal patch success (size {patch_size:g})", patch_success]]),
+            Table("Summary (95% Wilson interval over the images)", ["measure", "value", "95% interval"],
+                  [["clean accuracy", clean, _interval(clean, len(subset))],
+                   ["UA2 (mean at medium)", ua2, "- (a mean over attacks on the same images)"],
+                   [f"worst attack: {worst_name}", worst_accuracy, _interval(worst_accuracy, len(subset))],
+                   ["spatial worst-of-10 accuracy", spatial_accuracy, _interval(spatial_accuracy, len(subset))],
+                   [f"universal patch success (size {patch_size:g})", patch_success,
+                    _interval(patch_success, len(subset))]]),
             Table("Sanity checks", ["check", "passed", "meaning"],
                   [[f.name, f.passed, f.message] for f in report.findings]),
         ]
         details: dict[str, Any] = {**report.to_dict(), "attack_seconds": report.seconds,
                                    "spatial_accuracy": spatial_accuracy, "patch_success_rate": patch_success,
                                    "seconds": time.perf_counter() - start}
+        next_step = ""
+        if low:
+            next_step = ("train with the perturbations the model fails on: spatial failures call for rotation and "
+                         "translation augmentation, non-Lp failures for diverse augmentation (AugMix/PixMix in "
+                         "mlsafety.robustness.training) or adversarial training ('mlsafety train --adversarial pgd'), "
+                         "which transfers partly to unforeseen attacks (docs/unforeseen.md).")
+        elif warnings:
+            next_step = "a sanity check failed, so the attack figures may overstate robustness; see docs/unforeseen.md."
+        data_note = context.data_note(len(subset), "each attack optimises a latent per image; the patch is trained "
+                                                   "on separate validation images")
         return self.result(verdict, summary, metrics=metrics, tables=tables, figures=figures, notes=notes,
-                           warnings=warnings, details=details)
+                           warnings=warnings, details=details, data_note=data_note, next_step=next_step)

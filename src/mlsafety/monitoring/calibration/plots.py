@@ -1,7 +1,7 @@
 """Reliability diagrams with gap bars and a confidence histogram (Guo et al., 2017, fig. 1).
 
 Figures are built with ``matplotlib.figure.Figure`` (never pyplot), so they are safe in
-threads and servers; embed them with :meth:`mlsafety.audit.base.Figure.from_matplotlib`
+threads and servers; embed them with :meth:`mlsafety.report.Figure.from_matplotlib`
 or save them with ``figure.savefig(path)``.
 """
 

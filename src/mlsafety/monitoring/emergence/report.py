@@ -1,8 +1,8 @@
 """Report sections for the emergence analysis, rendered with the audit's HTML + JSON renderer.
 
 Each builder turns part of an :class:`~mlsafety.monitoring.emergence.analysis.EmergenceAnalysis`
-(or a grokking run) into a :class:`~mlsafety.audit.base.CheckResult`; :func:`write_report` renders
-them with :func:`mlsafety.audit.report.render_report`. Figures use ``matplotlib.figure.Figure``.
+(or a grokking run) into a :class:`~mlsafety.report.CheckResult`; :func:`write_report` renders
+them with :func:`mlsafety.report.render_report`. Figures use ``matplotlib.figure.Figure``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure as MatplotlibFigure
 
-from mlsafety.audit.base import CheckResult, Figure, Table
-from mlsafety.audit.report import render_report
 from mlsafety.monitoring.emergence.analysis import CurveAnalysis, EmergenceAnalysis
 from mlsafety.monitoring.emergence.testbeds.grokking import GrokkingResult
+from mlsafety.report import CheckResult, Figure, Table, render_report
 
 HAZARD = "Monitoring: emergent capabilities"
 

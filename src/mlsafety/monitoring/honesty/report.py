@@ -1,7 +1,7 @@
 """The honesty report: does what the model says match what its hidden states say is true?
 
-Rendered by :func:`mlsafety.audit.report.render_report` (HTML + JSON), one
-:class:`~mlsafety.audit.base.CheckResult` per section: per-layer probe accuracy, the zero-shot
+Rendered by :func:`mlsafety.report.render_report` (HTML + JSON), one
+:class:`~mlsafety.report.CheckResult` per section: per-layer probe accuracy, the zero-shot
 baseline, cross-dataset generalisation, leave-one-topic-out, and the honesty (lie) test.
 """
 
@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure as MatplotlibFigure
 
-from mlsafety.audit.base import CheckResult, Figure, Table
-from mlsafety.audit.report import render_report
 from mlsafety.monitoring.honesty.evaluation import HonestyResults
+from mlsafety.report import CheckResult, Figure, Table, render_report
 
 HAZARD = "Monitoring: honest outputs (stated answers that contradict the model's internal representation of truth)"
 
