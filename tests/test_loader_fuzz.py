@@ -32,6 +32,7 @@ from mlsafety.exceptions import MLSafetyError
 from mlsafety.models.architectures import build_architecture
 from mlsafety.models.classifier import Classifier
 from mlsafety.models.loading import load_classifier, save_checkpoint
+from mlsafety.monitoring.emergence.schema import load_runs
 from mlsafety.monitoring.honesty.datasets.base import load_statements_csv
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
@@ -238,3 +239,26 @@ def test_text_table_loaders(mutation: tuple, which: str, compressed: bool) -> No
         file.write_bytes(mutate(text.encode(), mutation))
         load = load_pair_file if which == "pairs" else load_statements_csv
         loads_or_refuses(lambda: load(file), valid_rows)
+
+
+RUNS_CSV = ("scale,task,metric,value\n1,add,exact_match,0.0\n2,add,exact_match,0.1\n4,add,exact_match,0.9\n"
+            "8,add,exact_match,1.0\n")
+RUNS_OUTPUTS_CSV = ("scale,task,example,output,target\n1,add,0,12,13\n1,add,1,7,7\n2,add,0,13,13\n2,add,1,7,7\n"
+                    "4,add,0,13,13\n4,add,1,8,7\n")
+RUNS_JSON = ('{"records": [{"scale": 1, "task": "add", "metric": "exact_match", "value": 0.0}, '
+             '{"scale": 2, "task": "add", "metric": "exact_match", "value": 0.5}, '
+             '{"scale": 3, "task": "add", "metric": "exact_match", "value": 1.0}]}')
+
+
+@FUZZ
+@given(mutation=MUTATIONS, which=st.sampled_from(["csv", "outputs", "json"]))
+def test_run_table_loader(mutation: tuple, which: str) -> None:
+    text = {"csv": RUNS_CSV, "outputs": RUNS_OUTPUTS_CSV, "json": RUNS_JSON}[which]
+    with scratch() as folder:
+        file = folder / ("runs.json" if which == "json" else "runs.csv")
+        file.write_bytes(mutate(text.encode(), mutation))
+        loads_or_refuses(lambda: load_runs(file), valid_rows_table)
+
+
+def valid_rows_table(result: object) -> None:
+    assert result.curves  # type: ignore[attr-defined]

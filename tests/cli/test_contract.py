@@ -113,6 +113,20 @@ def workspace(tmp_path_factory) -> Path:
     (root / "pairs_empty.csv").write_text("")
     (root / "a_file").write_text("I am a file\n")
     (root / "existing_dir").mkdir()
+    (root / "not_an_lm").mkdir()
+    (root / "not_an_lm" / "config.json").write_text("{}")
+    (root / "statements_one_class.csv").write_text("statement,label\nA is B.,1\nC is D.,1\n")
+    (root / "statements_bad_label.csv").write_text("statement,label\nA is B.,maybe\nC is D.,0\n")
+    header = "scale,task,metric,value\n"
+    (root / "runs_duplicated.csv").write_text(header + "1,add,acc,0.1\n1,add,acc,0.2\n2,add,acc,0.3\n")
+    (root / "runs_unsorted.csv").write_text(header + "2,add,acc,0.1\n1,add,acc,0.2\n3,add,acc,0.3\n")
+    (root / "runs_one_point.csv").write_text(header + "1,add,acc,0.1\n")
+    (root / "runs_nan.csv").write_text(header + "1,add,acc,0.1\n2,add,acc,nan\n3,add,acc,0.3\n")
+    (root / "runs_no_values.csv").write_text(header + "1,add,acc,\n2,add,acc,\n3,add,acc,\n")
+    (root / "runs_mismatched.csv").write_text("scale,task,example,output,target\n1,add,0,1,1\n1,add,1,2,2\n"
+                                              "2,add,0,1,1\n3,add,0,1,1\n3,add,1,2,2\n")
+    (root / "runs_bad.json").write_text('{"records": 5}')
+    (root / "runs_ok.csv").write_text(header + "1,add,acc,0.0\n2,add,acc,0.0\n4,add,acc,0.9\n8,add,acc,1.0\n")
     return root
 
 
@@ -274,6 +288,43 @@ CASES: list[tuple[str, list[str]]] = [
     ("proxy-label-noise", ["proxy", "overoptimization", "--label-noise", "0.7", "--out", "{w}/out_p"]),
     ("proxy-out-file", ["proxy", "sweep", "--out", "{w}/a_file"]),
     ("proxy-values", ["proxy", "sweep", "--values", "1,x", "--out", "{w}/out_p"]),
+    # honesty
+    ("honesty-probe-unknown", ["honesty", "probe", "--probe", "svm", "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-model-not-an-lm", ["honesty", "probe", "--model", "{w}/not_an_lm", "--n", "20",
+                                 "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-model-missing", ["honesty", "probe", "--model", "{w}/absent_lm", "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-csv-one-class", ["honesty", "probe", "--data", "{w}/statements_one_class.csv",
+                               "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-csv-bad-label", ["honesty", "probe", "--data", "{w}/statements_bad_label.csv",
+                               "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-csv-binary", ["honesty", "probe", "--data", "{w}/pairs_binary.csv", "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-csv-no-columns", ["honesty", "probe", "--data", "{w}/pairs_one_column.csv",
+                                "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-data-unknown", ["honesty", "probe", "--data", "nosuch", "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-dtype", ["honesty", "probe", "--dtype", "float8", "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-layer", ["honesty", "probe", "--layer", "-3", "--out", "{w}/out_h/p.safetensors"]),
+    ("honesty-probe-out-file", ["honesty", "probe", "--out", "{w}/a_file"]),
+    ("honesty-eval-feature", ["honesty", "eval", "--feature", "first", "--out", "{w}/out_h"]),
+    ("honesty-eval-n", ["honesty", "eval", "--n", "0", "--out", "{w}/out_h"]),
+    ("honesty-eval-out-file", ["honesty", "eval", "--out", "{w}/a_file"]),
+    ("honesty-eval-disagreement", ["honesty", "eval", "--max-disagreement", "1.5", "--out", "{w}/out_h"]),
+    ("honesty-eval-probes", ["honesty", "eval", "--probes", "nosuch", "--out", "{w}/out_h"]),
+    # emergence
+    ("emergence-runs-missing", ["emergence", "analyze", "{w}/absent.csv", "--out", "{w}/out_e"]),
+    ("emergence-runs-duplicated", ["emergence", "analyze", "{w}/runs_duplicated.csv", "--out", "{w}/out_e"]),
+    ("emergence-runs-unsorted", ["emergence", "analyze", "{w}/runs_unsorted.csv", "--out", "{w}/out_e"]),
+    ("emergence-runs-one-point", ["emergence", "analyze", "{w}/runs_one_point.csv", "--out", "{w}/out_e"]),
+    ("emergence-runs-nan", ["emergence", "analyze", "{w}/runs_nan.csv", "--out", "{w}/out_e"]),
+    ("emergence-runs-no-values", ["emergence", "analyze", "{w}/runs_no_values.csv", "--out", "{w}/out_e"]),
+    ("emergence-runs-mismatched", ["emergence", "analyze", "{w}/runs_mismatched.csv", "--out", "{w}/out_e"]),
+    ("emergence-runs-binary", ["emergence", "analyze", "{w}/pairs_binary.csv", "--out", "{w}/out_e"]),
+    ("emergence-runs-bad-json", ["emergence", "analyze", "{w}/runs_bad.json", "--out", "{w}/out_e"]),
+    ("emergence-confidence", ["emergence", "analyze", "{w}/runs_unsorted.csv", "--confidence", "1.5",
+                              "--out", "{w}/out_e"]),
+    ("emergence-method", ["emergence", "analyze", "{w}/runs_unsorted.csv", "--method", "foo", "--out", "{w}/out_e"]),
+    ("emergence-out-file", ["emergence", "analyze", "{w}/runs_ok.csv", "--out", "{w}/a_file"]),
+    ("emergence-sizes", ["emergence", "testbed", "scaling", "--sizes", "16x1", "--out", "{w}/out_e"]),
+    ("emergence-tasks", ["emergence", "testbed", "scaling", "--tasks", "poetry", "--out", "{w}/out_e"]),
 ]
 
 

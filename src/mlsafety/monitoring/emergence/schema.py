@@ -181,18 +181,29 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataNotFoundError(f"run table {str(path)!r} not found; pass a CSV or JSON file (schema in "
                                 "docs/emergence.md).")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise InvalidInputError(f"{path.name} is not valid JSON ({error.msg} at line {error.lineno}).") from None
-        if isinstance(data, Mapping):
-            data = data.get("records")
-        if not isinstance(data, list) or not all(isinstance(r, Mapping) for r in data):
-            raise InvalidInputError(f"{path.name} must hold a list of records or {{\"records\": [...]}}.")
-        return [dict(r) for r in data]
-    with path.open(newline="") as handle:
-        return [dict(row) for row in csv.DictReader(handle)]
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            with path.open(newline="", encoding="utf-8") as handle:
+                rows = [dict(row) for row in csv.DictReader(handle)]
+            for line, row in enumerate(rows, start=2):
+                if None in row:  # DictReader files surplus cells under the key None
+                    raise InvalidInputError(f"line {line} of {path.name} has more cells than the header; quote "
+                                            "cells that hold commas.")
+            return rows
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(f"{path.name} is not valid JSON ({error.msg} at line {error.lineno}).") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InvalidInputError(
+            f"{path.name} is not a UTF-8 {'JSON' if path.suffix.lower() == '.json' else 'CSV'} text file "
+            f"({type(error).__name__}: {' '.join(str(error).split())[:100]}); save it as UTF-8 text."
+        ) from None
+    if isinstance(data, Mapping):
+        data = data.get("records")
+    if not isinstance(data, list) or not all(isinstance(r, Mapping) for r in data):
+        raise InvalidInputError(f"{path.name} must hold a list of records or {{\"records\": [...]}}.")
+    return [dict(r) for r in data]
 
 
 def table_from_records(records: Iterable[Mapping[str, Any]], source: str = "run table") -> RunTable:
@@ -249,6 +260,9 @@ def table_from_records(records: Iterable[Mapping[str, Any]], source: str = "run 
         table.outputs[task] = {"scales": scales, "records": records}
         for curve in rescore(task, scales, records):
             table.add(curve)
+    if not table.curves:
+        raise InvalidInputError(f"{source} holds no curve: every row lacks a `value` (or an `output` and a "
+                                "`target`); fill them in.")
     return table
 
 
