@@ -14,7 +14,7 @@ import pytest
 from mlsafety.audit.base import CheckResult
 from mlsafety.models.loading import save_checkpoint
 
-CHECKS = "accuracy,calibration,corruptions"
+CHECKS = "accuracy,corruptions"
 N_KILLS = 10
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["mlsafety.cli", "mlsafety.audit.runner"])
