@@ -3,13 +3,15 @@
 Usage::
 
     python benchmarks/ood.py knn        # KNN: 10,000 queries vs a 50,000 x 512 bank, faiss vs numpy vs sklearn
+    python benchmarks/ood.py knn-index  # KNN on the default model's features: exact vs IVF / HNSW, recall@k
     python benchmarks/ood.py shared     # all detectors from one shared forward pass vs each on its own
     python benchmarks/ood.py compare    # AUROC of mlsafety vs pytorch-ood on the same features (default model)
     python benchmarks/ood.py table      # the full `ood` audit check on the default model (docs/ood.md table)
     python benchmarks/ood.py oe         # Outlier Exposure fine-tuning of the default model: AUROC before/after
 
 Every command runs on one CPU thread (``torch.set_num_threads(1)``) and caches nothing but
-its JSON result and, for ``oe``, the fine-tuned checkpoint under ~/.cache/mlsafety/ood/.
+its JSON result and, for ``oe``, the fine-tuned checkpoint under ~/.cache/mlsafety/ood/ (``knn-index``
+caches the default model's features there).
 """
 
 from __future__ import annotations
@@ -102,6 +104,83 @@ def bench_knn(n_bank: int = 50_000, n_queries: int = 10_000, dim: int = 512, k: 
                      indent=2))
     _save("knn", {"n_bank": n_bank, "n_queries": n_queries, "dim": dim, "k": k, "seconds": timings,
                   "ratio_to_mlsafety": {k_: v / base for k_, v in timings.items()}, "agreement": agreement})
+
+
+def bench_knn_index(k: int = 50, repeats: int = 3) -> None:
+    """Approximate KNN search against exact search on the default model's penultimate features:
+    the 55,000 training images as the bank, the 10,000 test images as queries, k = 50, one thread
+    for faiss and BLAS; scoring time (the minimum of ``repeats`` runs, CPU seconds) and recall@k
+    against exact search, next to exact numpy (float64 matmul + partition)."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    from mlsafety.data import default_splits
+    from mlsafety.models import cache_dir, load_default_classifier
+    from mlsafety.monitoring.ood import KNN
+
+    faiss.omp_set_num_threads(1)
+    path = cache_dir() / "ood" / "knn_index_features.npz"
+    if not path.exists():
+        classifier, splits = load_default_classifier(), default_splits()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, bank=classifier.features(splits["train"].images)[0].numpy(),
+                 queries=classifier.features(splits["test"].images)[0].numpy())
+    stored = np.load(path)
+    bank, queries = torch.from_numpy(stored["bank"]), torch.from_numpy(stored["queries"])
+    no_logits_bank, no_logits_queries = torch.zeros(len(bank), 1), torch.zeros(len(queries), 1)
+
+    def cpu_seconds(function) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.process_time()
+            function()
+            best = min(best, time.process_time() - start)
+        return best
+
+    def normalised(f: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray((f / f.norm(dim=1, keepdim=True)).numpy())
+
+    b, q = normalised(bank).astype(np.float64), normalised(queries).astype(np.float64)
+
+    def numpy_exact() -> np.ndarray:
+        kth = []
+        for chunk in np.array_split(q, 20):
+            squared = (chunk**2).sum(1, keepdims=True) - 2 * chunk @ b.T + (b**2).sum(1)
+            kth.append(np.sqrt(np.maximum(np.partition(squared, k - 1, axis=1)[:, k - 1], 0)))
+        return np.concatenate(kth)
+
+    rows: dict[str, dict[str, float]] = {}
+    with threadpool_limits(1):
+        reference = numpy_exact()
+        rows["numpy exact"] = {"score_seconds": cpu_seconds(numpy_exact), "fit_seconds": 0.0}
+        exact = KNN(k=k, index="exact").fit_features(bank, no_logits_bank)
+        _, truth = exact.index_.search(normalised(queries), k)
+        for index in ("exact", "ivf", "hnsw"):
+            start = time.process_time()
+            detector = KNN(k=k, index=index).fit_features(bank, no_logits_bank)
+            fit = time.process_time() - start
+            scores = detector.score_features(queries, no_logits_queries).double().numpy()
+            seconds = cpu_seconds(lambda d=detector: d.score_features(queries, no_logits_queries))
+            _, found = detector.index_.search(normalised(queries), k)
+            recall = float(np.mean([len(np.intersect1d(a, c)) / k for a, c in zip(found, truth)]))
+            rows[f"mlsafety KNN(index={index!r})"] = {
+                "fit_seconds": fit, "score_seconds": seconds, "recall_at_k": recall,
+                "max_relative_error_kth_distance": float(np.abs(scores - reference).max() / reference.min()),
+                "median_relative_error_kth_distance": float(np.median(np.abs(scores - reference) / reference)),
+                "faiss": type(detector.index_).__name__,
+                **({"n_lists": detector.index_.nlist, "n_probe": detector.index_.nprobe} if index == "ivf" else {}),
+            }
+    base = rows["numpy exact"]["score_seconds"]
+    for row in rows.values():
+        row["speedup_vs_numpy"] = base / row["score_seconds"]
+    print(f"{'search':32s} {'fit s':>7s} {'score s':>8s} {'vs numpy':>9s} {'recall@k':>9s}")
+    for name, row in rows.items():
+        print(f"{name:32s} {row['fit_seconds']:7.2f} {row['score_seconds']:8.2f} {row['speedup_vs_numpy']:8.1f}x "
+              f"{row.get('recall_at_k', 1.0):9.4f}")
+    import os
+
+    _save("knn_index", {"bank": list(bank.shape), "queries": list(queries.shape), "k": k, "rows": rows,
+                        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "load_average": os.getloadavg()})
 
 
 # -- shared forward pass ---------------------------------------------------------------------
@@ -323,7 +402,8 @@ def bench_oe(epochs: int = 1, learning_rate: float = 1e-3, n_outliers: int = 500
     _save("outlier_exposure", report)
 
 
-COMMANDS = {"knn": bench_knn, "shared": bench_shared, "compare": bench_compare, "table": bench_table,
+COMMANDS = {"knn": bench_knn, "knn-index": bench_knn_index, "shared": bench_shared, "compare": bench_compare,
+            "table": bench_table,
             "table-quick": lambda: bench_table(quick=True), "oe": bench_oe}
 
 if __name__ == "__main__":
