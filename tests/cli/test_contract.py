@@ -2,7 +2,7 @@
 file changed outside ``--out``, and no code run from a pickle.
 
 One table of cases across every command; the inputs are generated in a temporary folder.
-``tests/cli/test_contract_table.py``-style tables are easy to extend: add a row.
+To cover a new input, add a row under its command's heading.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -339,6 +340,10 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return state
 
 
+def _show_on_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def test_the_table_is_large_and_unique() -> None:
     assert len(CASES) >= 80
     assert len({case_id for case_id, _ in CASES}) == len(CASES)
@@ -352,7 +357,13 @@ def test_bad_input_is_one_line_and_exit_2(case_id, argv, workspace, monkeypatch,
     sys.modules.pop("factories", None)
     args = [a.replace("{w}", str(workspace)) for a in argv]
     before = _snapshot(workspace)
-    result = runner.invoke(app, args)
+    with warnings.catch_warnings():
+        # pytest records warnings; show them on stderr under Python's default filters, as a user sees them
+        warnings.showwarning = _show_on_stderr
+        warnings.resetwarnings()
+        for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", hidden)
+        result = runner.invoke(app, args)
     stderr_lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 2, f"{case_id}: exit {result.exit_code}\n{result.output}\n{result.exception!r}"
     assert len(stderr_lines) == 1, f"{case_id}: stderr was\n{result.stderr}"

@@ -11,6 +11,7 @@ import importlib
 import json
 import math
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,10 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 "or corrupted: save it again with safetensors.torch.save_file."
             ) from error
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it may not support; the refusal below says what matters
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights only" in str(error).lower() or "weights_only" in str(error).lower():
             raise UnsafeModelFileError(
