@@ -20,6 +20,7 @@ skips finished stages, so an interrupted run resumes).
   rate, for the quick and the full settings.
 
     nice -n 10 python benchmarks/backdoor_meta.py [--stages lofo,reverse,calibration]
+    python benchmarks/backdoor_meta.py --stages report     # the markdown tables of docs/backdoor.md
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from mlsafety.data import default_splits
 from mlsafety.monitoring.backdoor import NeuralCleanse
@@ -72,15 +72,22 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> flo
     return float(np.mean(scores[labels == 1] > threshold))
 
 
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann-Whitney AUROC (ties count one half); much faster than sklearn inside a bootstrap."""
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    greater = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    return float(greater / (positives.size * negatives.size))
+
+
 def fold_metrics(folds: list[tuple[np.ndarray, np.ndarray]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """AUROC and TPR@5%FPR averaged over folds [(labels, scores)], with bootstrap intervals."""
     rng = np.random.default_rng(seed)
 
     def metrics(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
-        return (float(np.mean([roc_auc_score(y, s) for y, s in pairs])),
+        return (float(np.mean([auroc(y, s) for y, s in pairs])),
                 float(np.mean([tpr_at_fpr(y, s) for y, s in pairs])))
 
-    auroc, tpr = metrics(folds)
+    mean_auroc, mean_tpr = metrics(folds)
     boot = []
     for _ in range(n_boot):
         resampled = []
@@ -90,8 +97,8 @@ def fold_metrics(folds: list[tuple[np.ndarray, np.ndarray]], n_boot: int = 2000,
             resampled.append((labels[index], scores[index]))
         boot.append(metrics(resampled))
     boot_array = np.array(boot)
-    return {"auroc": auroc, "auroc_ci": np.percentile(boot_array[:, 0], [2.5, 97.5]).round(3).tolist(),
-            "tpr_at_5fpr": tpr, "tpr_ci": np.percentile(boot_array[:, 1], [2.5, 97.5]).round(3).tolist(),
+    return {"auroc": mean_auroc, "auroc_ci": np.percentile(boot_array[:, 0], [2.5, 97.5]).round(3).tolist(),
+            "tpr_at_5fpr": mean_tpr, "tpr_ci": np.percentile(boot_array[:, 1], [2.5, 97.5]).round(3).tolist(),
             "n_backdoored": int(sum((y == 1).sum() for y, _ in folds)),
             "n_clean": int(sum((y == 0).sum() for y, _ in folds))}
 
@@ -184,6 +191,29 @@ def stage_calibration(zoo: Zoo, payload: dict[str, Any]) -> None:
         save(payload)
 
 
+def stage_report(zoo: Zoo, payload: dict[str, Any]) -> None:
+    """Print the markdown tables of docs/backdoor.md."""
+
+    def cell(entry: dict[str, Any]) -> str:
+        return (f"{entry['auroc']:.2f} [{entry['auroc_ci'][0]:.2f}, {entry['auroc_ci'][1]:.2f}] | "
+                f"{entry['tpr_at_5fpr']:.2f} [{entry['tpr_ci'][0]:.2f}, {entry['tpr_ci'][1]:.2f}]")
+
+    print("| detector | " + " | ".join(f"{f} AUROC | {f} TPR@5%FPR" for f in FAMILIES) + " | mean AUROC |")
+    print("|---" * (2 + 2 * len(FAMILIES)) + "|")
+    rows = [(name.upper() + " (leave-one-family-out, cross-fitted)", payload.get("lofo", {}).get(name))
+            for name in ("mntd", "ulp")]
+    rows += [(f"{key} (quick, no training)", payload.get("reverse_quick", {}).get(key))
+             for key in ("neural_cleanse:norm_ratio", "neural_cleanse:anomaly_index", "tabor:norm_ratio",
+                         "tabor:anomaly_index")]
+    for label, table in rows:
+        if table:
+            print(f"| {label} | " + " | ".join(cell(table[f]) for f in FAMILIES) + f" | {table['mean_auroc']:.2f} |")
+    for family in FAMILIES:
+        entry = payload.get("lofo", {}).get("mntd", {}).get(family)
+        if entry:
+            print(f"{family}: {entry['n_backdoored']} backdoored + {entry['n_clean']} clean test scores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stages", default="lofo,reverse,calibration")
@@ -195,7 +225,8 @@ def main() -> None:
                     "models": [{k: row[k] for k in ("name", "family", "clean_accuracy", "attack_success_rate",
                                                      "training_seconds", "attack")} for row in zoo.rows()]})
     save(payload)
-    stages = {"lofo": stage_lofo, "reverse": stage_reverse, "calibration": stage_calibration}
+    stages = {"lofo": stage_lofo, "reverse": stage_reverse, "calibration": stage_calibration,
+              "report": stage_report}
     for stage in args.stages.split(","):
         stages[stage](zoo, payload)
 
