@@ -2,9 +2,10 @@
 
 Three parts, each writing a JSON file under ``benchmarks/results/``:
 
-* ``throughput``: PGD-10 and APGD-CE images/s, ours vs torchattacks on the same model, data and
-  settings in one run, next to the forward+backward limit (steps x the time of one
-  forward+backward pass); optional bf16 + channels_last path (``--precision bf16``).
+* ``throughput``: per-step cost of PGD-10 and APGD-CE against one forward+backward pass of the
+  batch (the limit, measured in the same rounds), and ours (fp32 and bf16 autocast) against
+  torchattacks at the same settings, on the default SmallCNN, an MLP and a PreAct-ResNet, at a
+  budget where nearly all images survive and one where about half break; one table.
 * ``reference``: robust accuracy of our AutoAttack (standard) vs the reference ``pyautoattack`` on
   the same models and images: the default Fashion-MNIST model and, when their checkpoints
   exist, the adversarially trained ones from ``benchmarks/adversarial_training.py``.
@@ -12,12 +13,15 @@ Three parts, each writing a JSON file under ``benchmarks/results/``:
 * ``l2``: APGD-CE + APGD-T at an L2 budget on the same models.
 
 Run: ``python benchmarks/attacks.py throughput|reference|reference_digits|l2 [--n 100] [--epsilon 0.1] [--threads 1]``
+(throughput: ``python benchmarks/attacks.py throughput --n 256 --epsilon 0.03 --repeats 3``)
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from torch import nn
 from mlsafety.data import default_splits
 from mlsafety.models import Classifier, cache_dir, load_classifier, load_default_classifier
 from mlsafety.robustness.attacks import APGD, PGD, AutoAttack
+from mlsafety.robustness.attacks._common import make_forward
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -48,48 +53,149 @@ def _timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
     return best, out
 
 
-def throughput(args: argparse.Namespace) -> dict:
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                         nn.Linear(512, 10))
+
+
+def benchmark_models() -> dict[str, Classifier]:
+    """The default SmallCNN and two briefly trained Fashion-MNIST models (cached after the first
+    run): an MLP 784-512-512-10 (2 epochs on 20,000 images) and the registry's PreAct-ResNet
+    (width 16, one block per stage; 1 epoch on 10,000 images)."""
+    from safetensors.torch import load_file, save_file
+
+    from mlsafety.models.architectures import build_architecture
+    from mlsafety.models.training import train_classifier
+
+    train = default_splits()["train"]
+    models = {"small_cnn": load_default_classifier()}
+    for name, build, n_train, epochs in (("mlp", _mlp, 20_000, 2),
+                                         ("preact_resnet", lambda: build_architecture("preact_resnet"), 10_000, 1)):
+        torch.manual_seed(0)
+        classifier = Classifier(build(), mean=[0.2860], std=[0.3530], input_shape=(1, 28, 28))
+        path = cache_dir() / f"benchmark_attacks_{name}.safetensors"
+        if path.exists():
+            classifier.module.load_state_dict(load_file(path))
+        else:
+            train_classifier(classifier, train.head(n_train, seed=0), epochs=epochs, progress=False)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in classifier.module.state_dict().items()}, path)
+        classifier.module.eval()
+        models[name] = classifier
+    return models
+
+
+def _runs(classifier: Classifier, module: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+          apgd_steps: int) -> dict:
+    """name -> (callable, number of steps) for one model and budget; "limit" is forward+backward
+    passes of the batch."""
     import torchattacks
 
-    classifier = load_default_classifier()
-    test = default_splits()["test"].head(args.n, seed=1)
-    x, y = test.images, test.labels
-    module = _module(classifier)
-    classifier.batch_size = args.n
-    eps, steps = args.epsilon, 10
-    alpha = 2.5 * eps / steps
+    from mlsafety.robustness.attacks.pgd import pgd
+
+    steps, alpha = 10, 2.5 * eps / 10
+    forward = make_forward(classifier)
 
     def forward_backward() -> torch.Tensor:
         inputs = x.clone().requires_grad_(True)
         loss = nn.functional.cross_entropy(module(inputs), y)
         return torch.autograd.grad(loss, inputs)[0]
 
-    _timed(forward_backward, 2)
-    one_pass, _ = _timed(forward_backward, args.repeats)
-    rows = {}
-    runs = {
-        "pgd10_ours": lambda: PGD(epsilon=eps, n_steps=steps, step_size=alpha, precision=args.precision)(
-            x, y, classifier),
-        "pgd10_torchattacks": lambda: torchattacks.PGD(module, eps=eps, alpha=alpha, steps=steps,
-                                                       random_start=True)(x, y),
-        f"apgd{args.apgd_steps}_ours": lambda: APGD(epsilon=eps, n_steps=args.apgd_steps,
-                                                    precision=args.precision)(x, y, classifier),
-        f"apgd{args.apgd_steps}_torchattacks": lambda: torchattacks.APGD(module, eps=eps, steps=args.apgd_steps,
-                                                                         n_restarts=1, loss="ce", seed=0)(x, y),
+    def pgd_all_steps() -> torch.Tensor:
+        # the functional core without early exit: exactly ``steps`` forward+backward passes
+        with classifier.evaluating():
+            return pgd(forward, x, y, epsilon=eps, norm="Linf", n_steps=steps, step_size=alpha,
+                       early_stop=False, generator=torch.Generator().manual_seed(0))
+
+    def limit() -> None:
+        # as many back-to-back passes as the attacks run steps, so that both are timed over the
+        # same span of a noisy machine (the minimum of one short pass would flatter the limit)
+        for _ in range(steps):
+            forward_backward()
+
+    return {
+        "limit": (limit, steps),
+        "pgd10_ours_no_exit": (pgd_all_steps, steps),
+        "pgd10_ours": (lambda: PGD(epsilon=eps, n_steps=steps, step_size=alpha)(x, y, classifier), steps),
+        "pgd10_torchattacks": (lambda: torchattacks.PGD(module, eps=eps, alpha=alpha, steps=steps,
+                                                        random_start=True)(x, y), steps),
+        f"apgd{apgd_steps}_ours": (lambda: APGD(epsilon=eps, n_steps=apgd_steps)(x, y, classifier), apgd_steps),
+        f"apgd{apgd_steps}_torchattacks": (lambda: torchattacks.APGD(module, eps=eps, steps=apgd_steps,
+                                                                    n_restarts=1, loss="ce", seed=0)(x, y),
+                                           apgd_steps),
+        "pgd10_ours_bf16": (lambda: PGD(epsilon=eps, n_steps=steps, step_size=alpha, precision="bf16")(
+            x, y, classifier), steps),
+        f"apgd{apgd_steps}_ours_bf16": (lambda: APGD(epsilon=eps, n_steps=apgd_steps, precision="bf16")(
+            x, y, classifier), apgd_steps),
     }
-    for name, run in runs.items():
-        seconds, adversarial = _timed(run, args.repeats)
-        n_steps = steps if name.startswith("pgd") else args.apgd_steps
-        rows[name] = {"seconds": round(seconds, 4), "images_per_second": round(args.n / seconds, 1),
-                      "robust_accuracy": _accuracy(classifier, adversarial, y),
-                      "limit_images_per_second": round(args.n / (n_steps * one_pass), 1)}
-        print(name, rows[name], flush=True)
-    for attack in ("pgd10", f"apgd{args.apgd_steps}"):
-        rows[f"{attack}_speedup"] = round(rows[f"{attack}_torchattacks"]["seconds"] / rows[f"{attack}_ours"]["seconds"],
-                                          3)
-    return {"n": args.n, "epsilon": eps, "threads": torch.get_num_threads(), "precision": args.precision,
-            "forward_backward_seconds": round(one_pass, 5), "model": "default SmallCNN (Fashion-MNIST 1x28x28)",
-            "clean_accuracy": _accuracy(classifier, x, y), "rows": rows}
+
+
+def throughput(args: argparse.Namespace) -> dict:
+    """Per-step cost of PGD and APGD against one forward+backward pass of the batch (the limit),
+    and ours against torchattacks at the same settings, on three models, one table.
+
+    Two settings per model: ``--epsilon-survive`` (small: nearly every image survives, so the
+    per-sample early exit saves nothing and the per-step cost shows) and ``--epsilon`` (about
+    half break). Every timing is CPU seconds of this process (one thread), the minimum over
+    ``--repeats`` rounds in which the limit, ours and torchattacks run back to back. The images
+    are the first ``--n`` test images each model classifies correctly. Robust accuracy is
+    re-scored in fp32 for every attack (also the bf16 one).
+    """
+    test = default_splits()["test"]
+    table, out = [], {"n": args.n, "threads": torch.get_num_threads(), "pgd_steps": 10,
+                      "apgd_steps": args.apgd_steps, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                      "load_average_start": os.getloadavg(), "date": datetime.datetime.now(
+                          datetime.timezone.utc).isoformat(), "models": {}}
+    models = benchmark_models()
+    for model_name, classifier in models.items():
+        if args.models and model_name not in args.models.split(","):
+            continue
+        module = _module(classifier)
+        # the first n test images the model gets right: no attack drops any at the start, so at the
+        # small budget every step runs on (nearly) the whole batch
+        correct = (classifier.predict(test.images[:4 * args.n]) == test.labels[:4 * args.n]).nonzero().squeeze(1)
+        x, y = test.images[correct[:args.n]], test.labels[correct[:args.n]]
+        classifier.batch_size = args.n
+        clean = _accuracy(classifier, test.images[:4 * args.n], test.labels[:4 * args.n])
+
+        rows = {}
+        for setting, eps in (("survive", args.epsilon_survive), ("break", args.epsilon)):
+            runs = _runs(classifier, module, x, y, eps, args.apgd_steps)
+            best = {name: float("inf") for name in runs}
+            adversarial = {}
+            for name, (run, _) in runs.items():  # warm-up
+                adversarial[name] = run()
+            for _ in range(args.repeats):
+                for name, (run, _) in runs.items():
+                    start = time.process_time()
+                    run()
+                    best[name] = min(best[name], time.process_time() - start)
+            limit = best["limit"] / runs["limit"][1]
+            for name, (_, n_steps) in runs.items():
+                per_step = best[name] / n_steps
+                row = {"seconds": round(best[name], 4), "ms_per_step": round(1000 * per_step, 3),
+                       "per_step_over_limit": round(per_step / limit, 3)}
+                if name != "limit":
+                    row["robust_accuracy_fp32"] = _accuracy(classifier, adversarial[name], y)
+                rows[f"{setting}/{name}"] = row
+            for attack in ("pgd10", f"apgd{args.apgd_steps}"):
+                ours, theirs = rows[f"{setting}/{attack}_ours"], rows[f"{setting}/{attack}_torchattacks"]
+                ours["speedup_vs_torchattacks"] = round(theirs["seconds"] / ours["seconds"], 3)
+                bf16 = rows[f"{setting}/{attack}_ours_bf16"]
+                bf16["speedup_vs_torchattacks"] = round(theirs["seconds"] / bf16["seconds"], 3)
+            for name, row in rows.items():
+                if name.startswith(setting):
+                    table.append((model_name, eps, name.split("/")[1], row))
+            print(model_name, eps, {k: v for k, v in rows.items() if k.startswith(setting)}, flush=True)
+        out["models"][model_name] = {"clean_accuracy": clean, "forward_backward_seconds": round(limit, 5),
+                                     "rows": rows}
+    out["load_average_end"] = os.getloadavg()
+    print(f"\n{'model':14s} {'eps':>6s} {'run':26s} {'ms/step':>8s} {'/limit':>7s} {'vs TA':>6s} {'robust':>7s}")
+    for model_name, eps, name, row in table:
+        print(f"{model_name:14s} {eps:6.3f} {name:26s} {row['ms_per_step']:8.2f} {row['per_step_over_limit']:7.3f} "
+              f"{row.get('speedup_vs_torchattacks', float('nan')):6.2f} "
+              f"{row.get('robust_accuracy_fp32', float('nan')):7.3f}")
+    return out
 
 
 def _models() -> dict[str, Classifier]:
@@ -178,10 +284,11 @@ def main() -> None:
     parser.add_argument("part", choices=["throughput", "reference", "reference_digits", "l2"])
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--epsilon-survive", type=float, default=0.002,
+                        help="throughput: the small budget at which nearly every image survives")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--apgd-steps", type=int, default=20)
-    parser.add_argument("--precision", default="fp32")
     parser.add_argument("--models", default="")
     parser.add_argument("--out", default="", help="result file name (default: attacks_<part>.json)")
     args = parser.parse_args()
@@ -189,7 +296,7 @@ def main() -> None:
     result = {"throughput": throughput, "reference": reference, "reference_digits": reference_digits,
               "l2": l2}[args.part](args)
     RESULTS.mkdir(exist_ok=True)
-    suffix = f"_eps{args.epsilon:g}_{args.precision}" if args.part == "throughput" else ""
+    suffix = ""
     path = RESULTS / (args.out or f"attacks_{args.part}{suffix}.json")
     path.write_text(json.dumps(result, indent=2))
     print("wrote", path)

@@ -151,11 +151,43 @@ def test_square_is_black_box_and_runs_without_gradients(tiny_classifier, batch) 
     assert result.robust_accuracy < result.clean_accuracy - 0.3
 
 
-def test_bf16_path_matches_fp32(tiny_classifier, batch) -> None:
+@pytest.mark.parametrize("attack", [PGD(epsilon=0.05, n_steps=10), APGD(epsilon=0.05, n_steps=20)])
+def test_bf16_path_matches_fp32(attack, tiny_classifier, batch) -> None:
     x, y = batch
-    fp32 = evaluate_attack(PGD(epsilon=0.05, n_steps=10), x, y, tiny_classifier).robust_accuracy
-    bf16 = evaluate_attack(PGD(epsilon=0.05, n_steps=10, precision="bf16"), x, y, tiny_classifier).robust_accuracy
+    fp32 = evaluate_attack(attack, x, y, tiny_classifier).robust_accuracy
+    attack_bf16 = type(attack)(**{**attack.get_params(), "precision": "bf16"})
+    bf16 = evaluate_attack(attack_bf16, x, y, tiny_classifier).robust_accuracy
     assert abs(fp32 - bf16) <= 3 / 64  # robust accuracy is always verified in fp32
+
+
+def test_linf_box_is_the_projection() -> None:
+    from mlsafety.robustness.attacks._common import linf_box, project
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 5, 5, generator=generator)
+    x[0, 0, 0, :2] = torch.tensor([0.0, 1.0])  # on the box's faces
+    points = x + 0.3 * (2 * torch.rand(x.shape, generator=generator) - 1)
+    lower, upper = linf_box(x, 0.1)
+    torch.testing.assert_close(points.clamp(lower, upper), project(points, x, 0.1, "Linf"), atol=1e-7, rtol=0)
+
+
+def test_fast_pgd_steps_equal_the_plain_update(tiny_classifier, batch) -> None:
+    """The in-place Linf step (sign, add, clamp to precomputed bounds) is the textbook
+    x <- P(x + alpha sign(grad)) from the same random start."""
+    from mlsafety.robustness.attacks._common import input_gradient, make_forward, project, random_in_ball
+    from mlsafety.robustness.attacks.pgd import attack_loss, pgd
+
+    x, y = batch[0][:32], batch[1][:32]
+    forward = make_forward(tiny_classifier)
+    with tiny_classifier.evaluating():
+        ours = pgd(forward, x, y, epsilon=0.05, norm="Linf", n_steps=7, step_size=0.01, early_stop=False,
+                   generator=torch.Generator().manual_seed(4))
+        current = random_in_ball(x, 0.05, "Linf", torch.Generator().manual_seed(4))
+        objective = attack_loss("ce", False)
+        for _ in range(7):
+            _, _, grad = input_gradient(forward, current, lambda z: objective(z, y))
+            current = project(current + 0.01 * grad.sign(), x, 0.05, "Linf")
+    torch.testing.assert_close(ours, current, atol=1e-6, rtol=0)
 
 
 def test_bad_inputs_get_clear_errors(tiny_classifier, batch) -> None:

@@ -85,6 +85,13 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float | torch.Tensor,
     return (x + delta).clamp(0.0, 1.0)
 
 
+def linf_box(x: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel bounds of the Linf ball around ``x`` intersected with [0, 1]: projecting onto
+    it is one ``clamp(v, lower, upper)`` pass (the same point as :func:`project`, up to the
+    rounding of ``x + (v - x)``)."""
+    return (x - epsilon).clamp_(min=0.0), (x + epsilon).clamp_(max=1.0)
+
+
 def steepest_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     """The unit-norm steepest-ascent direction: sign(grad) for Linf, grad/||grad||_2 for L2."""
     if norm == "Linf":

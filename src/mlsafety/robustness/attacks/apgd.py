@@ -16,6 +16,7 @@ from mlsafety.robustness.attacks._common import (
     cross_entropy,
     dlr_loss,
     dlr_targeted_loss,
+    linf_box,
     make_forward,
     project,
     targeted_margin_loss,
@@ -89,6 +90,8 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
     rows = torch.arange(n, device=device)
     logits, loss_value, grad = evaluate(x_adv, rows)
     origin, labels = x, y
+    # Linf: the ball and the image box as per-pixel bounds (one clamp pass per projection)
+    bounds = linf_box(origin, epsilon) if norm == "Linf" else None
     step_size = torch.full((n,), 2.0 * epsilon, device=device)
     x_best, grad_best, loss_best = x_adv.clone(), grad.clone(), loss_value.clone()
     loss_steps = torch.zeros(n_steps, n, device=device)
@@ -100,7 +103,9 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
 
     def drop(keep: torch.Tensor) -> None:
         nonlocal rows, origin, labels, x_adv, x_previous, grad, step_size, x_best, grad_best, loss_best
-        nonlocal loss_steps, loss_best_last_check, reduced_last_check
+        nonlocal loss_steps, loss_best_last_check, reduced_last_check, bounds
+        if bounds is not None:
+            bounds = (bounds[0][keep], bounds[1][keep])
         rows, origin, labels, x_adv, x_previous = rows[keep], origin[keep], labels[keep], x_adv[keep], x_previous[keep]
         grad, step_size, x_best, grad_best = grad[keep], step_size[keep], x_best[keep], grad_best[keep]
         loss_best, loss_steps = loss_best[keep], loss_steps[:, keep]
@@ -119,15 +124,21 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
             break
         with torch.no_grad():
             momentum = 0.75 if i > 0 else 1.0
-            difference = x_adv - x_previous
-            x_previous = x_adv
             size = _view(step_size, x_adv)
-            if norm == "Linf":
-                z = project(x_adv + size * grad.sign(), origin, epsilon, norm)
+            if bounds is not None:
+                # the update below in place, in the same order of operations
+                z = torch.addcmul(x_adv, size, grad.sign()).clamp_(*bounds)
+                z.sub_(x_adv).mul_(momentum).add_(x_adv)
+                if momentum != 1.0:
+                    z.add_(x_adv - x_previous, alpha=1 - momentum)
+                x_previous, x_adv = x_adv, z.clamp_(*bounds)
             else:
+                difference = x_adv - x_previous
+                x_previous = x_adv
                 z = project(x_adv + size * grad / _view(grad.flatten(1).norm(dim=1) + 1e-12, grad),
                             origin, epsilon, norm)
-            x_adv = project(x_adv + momentum * (z - x_adv) + (1 - momentum) * difference, origin, epsilon, norm)
+                x_adv = project(x_adv + momentum * (z - x_adv) + (1 - momentum) * difference, origin, epsilon,
+                                norm)
         logits, loss_value, grad = evaluate(x_adv, rows)
         with torch.no_grad():
             loss_steps[i] = loss_value

@@ -13,6 +13,7 @@ from mlsafety.robustness.attacks._common import (
     Forward,
     cross_entropy,
     input_gradient,
+    linf_box,
     make_forward,
     margin,
     project,
@@ -53,15 +54,22 @@ def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, n
     objective = attack_loss(loss, targeted)
     result = x.clone()
     fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device) if done is None else done.clone()
-    for _ in range(n_restarts):
+    for restart in range(n_restarts):
         ids = (~fooled).nonzero().squeeze(1)
         if ids.numel() == 0:
             break
         origin, labels = x[ids], y[ids]
+        # Linf: the ball and the image box as per-pixel bounds, so a step is three passes
+        # (sign, add, clamp) over the batch, all in place
+        bounds = linf_box(origin, epsilon) if norm == "Linf" else None
         current = random_in_ball(origin, epsilon, norm, generator) if random_start else origin.clone()
+        # the final iterate needs a forward pass only if a later restart must know who was fooled
+        last = restart == n_restarts - 1 or not early_stop
         for step in range(n_steps + 1):
             if step < n_steps:
                 logits, _, grad = input_gradient(forward, current, lambda z, t=labels: objective(z, t))
+            elif last:
+                break
             else:
                 with torch.no_grad():
                     logits = forward(current)
@@ -71,9 +79,14 @@ def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, n
                 fooled[ids[success]] = True
                 keep = ~success
                 ids, origin, labels, current, grad = ids[keep], origin[keep], labels[keep], current[keep], grad[keep]
+                if bounds is not None:
+                    bounds = (bounds[0][keep], bounds[1][keep])
             if step == n_steps or ids.numel() == 0:
                 break
-            current = project(current + step_size * steepest_direction(grad, norm), origin, epsilon, norm)
+            if bounds is not None:
+                current = torch.clamp(current.add_(grad.sign_(), alpha=step_size), *bounds, out=current)
+            else:
+                current = project(current + step_size * steepest_direction(grad, norm), origin, epsilon, norm)
         if ids.numel():
             result[ids] = current
         if not early_stop:
