@@ -15,11 +15,16 @@ skips finished stages, so an interrupted run resumes).
 * ``reverse``: Neural Cleanse and TABOR need no training, so every zoo model is a test model:
   the norm ratio (median over smallest reversed-trigger norm) and the MAD anomaly index with
   the audit's quick settings, per family.
+* ``reverse_full``: Neural Cleanse with the audit's full settings (120 steps), as many models as a
+  time budget allows (interleaved by family; resumable).
+* ``rule``: the calibrated rule (Neural Cleanse norm ratio, optionally + TABOR's) with quick
+  settings on models outside its null: the meta-training clean shadows and every backdoored one.
 * ``calibration``: the audit's rule (calibrated Neural Cleanse norm ratio + MNTD + ULP, minimum
   p-value recalibrated, p <= 0.05) on the held-out clean shadows: leave-one-out false-positive
   rate, for the quick and the full settings.
 
     nice -n 10 python benchmarks/backdoor_meta.py [--stages lofo,reverse,calibration]
+    nice -n 10 python benchmarks/backdoor_meta.py --stages reverse_full --budget 1500   # resumable
     python benchmarks/backdoor_meta.py --stages report     # the markdown tables of docs/backdoor.md
 """
 
@@ -167,6 +172,44 @@ def stage_reverse(zoo: Zoo, payload: dict[str, Any]) -> None:
         save(payload)
 
 
+def stage_reverse_full(zoo: Zoo, payload: dict[str, Any], budget_seconds: float = 1800.0) -> None:
+    """Neural Cleanse with the audit's full settings, models interleaved by family, until the budget
+    is spent (resumable: every model's statistics are cached in the zoo); table on the models done."""
+    reference = default_splits()["validation"]
+    rows = {row["name"]: row for row in zoo.rows()}
+    by_kind: dict[Any, list[str]] = {}
+    for name, row in rows.items():
+        by_kind.setdefault(row["family"], []).append(name)
+    # clean models from the last (the calibration shadows, already computed by the calibration stage)
+    groups = [sorted(names, reverse=family is None) for family, names in by_kind.items()]
+    order = [name for group in zip(*groups, strict=False) for name in group]
+    order += [name for name in sorted(rows) if name not in order]
+    key = reverse_engineering_key("neural_cleanse", NC_SETTINGS["full"], 0, reference)
+    start = time.perf_counter()
+    for name in order:
+        if time.perf_counter() - start > budget_seconds:
+            break
+        reverse_statistics(zoo, "neural_cleanse", NC_SETTINGS["full"], reference, names=[name])
+    path = zoo.folder / "statistics.json"
+    stats = json.loads(path.read_text()).get(key, {})
+    table: dict[str, Any] = {}
+    for statistic in ("norm_ratio", "anomaly_index"):
+        entry: dict[str, Any] = {}
+        for family in FAMILIES:
+            names = [n for n in stats if rows[n]["family"] in (None, family)]
+            labels = np.array([int(rows[n]["family"] is not None) for n in names])
+            if labels.min() < 1 <= labels.max():
+                entry[family] = fold_metrics([(labels, np.array([stats[n][statistic] for n in names]))])
+        entry["mean_auroc"] = float(np.mean([entry[f]["auroc"] for f in FAMILIES if f in entry]))
+        table[f"neural_cleanse:{statistic}"] = entry
+    hits = [stats[n]["smallest_class"] == rows[n]["attack"]["target_class"] for n in stats
+            if rows[n]["family"] is not None]
+    table["neural_cleanse:target_smallest"] = float(np.mean(hits)) if hits else None
+    table["n_models"] = len(stats)
+    payload["reverse_full"] = table
+    save(payload)
+
+
 def stage_calibration(zoo: Zoo, payload: dict[str, Any]) -> None:
     reference = default_splits()["validation"]
     _, calibration_rows = split_clean_rows(zoo.rows("clean"))
@@ -191,6 +234,31 @@ def stage_calibration(zoo: Zoo, payload: dict[str, Any]) -> None:
         save(payload)
 
 
+def stage_rule(zoo: Zoo, payload: dict[str, Any]) -> None:
+    """The calibrated rule at p <= 0.05 with quick settings, on models outside its null: the 12
+    meta-training clean shadows (never in the null) and every backdoored model. Reverse-engineering
+    statistics only: the meta-detectors were trained on these models."""
+    reference = default_splits()["validation"]
+    _, calibration_rows = split_clean_rows(zoo.rows("clean"))
+    calibration = [row["name"] for row in calibration_rows]
+    rows = {row["name"]: row for row in zoo.rows()}
+    stats = {method: reverse_statistics(zoo, method, NC_SETTINGS["quick"], reference)
+             for method in ("neural_cleanse", "tabor")}
+    result: dict[str, Any] = {}
+    rules = {"neural_cleanse": ["neural_cleanse"], "neural_cleanse+tabor": ["neural_cleanse", "tabor"]}
+    for label, methods in rules.items():
+        null = {m: [stats[m][n]["norm_ratio"] for n in calibration] for m in methods}
+        entry = {}
+        for family in (None, *FAMILIES):
+            names = [n for n, r in rows.items() if r["family"] == family and n not in calibration]
+            flags = [calibrated_decision({m: stats[m][n]["norm_ratio"] for m in methods}, null).is_backdoored
+                     for n in names]
+            entry[family or "held_out_clean"] = {"flagged": int(sum(flags)), "n": len(names)}
+        result[label] = entry
+    payload["calibrated_rule_quick"] = result
+    save(payload)
+
+
 def stage_report(zoo: Zoo, payload: dict[str, Any]) -> None:
     """Print the markdown tables of docs/backdoor.md."""
 
@@ -205,9 +273,12 @@ def stage_report(zoo: Zoo, payload: dict[str, Any]) -> None:
     rows += [(f"{key} (quick, no training)", payload.get("reverse_quick", {}).get(key))
              for key in ("neural_cleanse:norm_ratio", "neural_cleanse:anomaly_index", "tabor:norm_ratio",
                          "tabor:anomaly_index")]
+    rows += [(f"{key} (full, no training)", payload.get("reverse_full", {}).get(key))
+             for key in ("neural_cleanse:norm_ratio", "neural_cleanse:anomaly_index")]
     for label, table in rows:
         if table:
-            print(f"| {label} | " + " | ".join(cell(table[f]) for f in FAMILIES) + f" | {table['mean_auroc']:.2f} |")
+            print(f"| {label} | " + " | ".join(cell(table[f]) if f in table else "- | -" for f in FAMILIES)
+                  + f" | {table['mean_auroc']:.2f} |")
     for family in FAMILIES:
         entry = payload.get("lofo", {}).get("mntd", {}).get(family)
         if entry:
@@ -217,6 +288,7 @@ def stage_report(zoo: Zoo, payload: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stages", default="lofo,reverse,calibration")
+    parser.add_argument("--budget", type=float, default=1800.0, help="seconds for the reverse_full stage")
     args = parser.parse_args()
     zoo = Zoo(ZooConfig())
     payload: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -226,6 +298,7 @@ def main() -> None:
                                                      "training_seconds", "attack")} for row in zoo.rows()]})
     save(payload)
     stages = {"lofo": stage_lofo, "reverse": stage_reverse, "calibration": stage_calibration,
+              "rule": stage_rule, "reverse_full": lambda z, p: stage_reverse_full(z, p, args.budget),
               "report": stage_report}
     for stage in args.stages.split(","):
         stages[stage](zoo, payload)
