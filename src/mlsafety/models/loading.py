@@ -58,7 +58,9 @@ def _is_torchscript(path: Path) -> bool:
             return False
         with zipfile.ZipFile(path) as archive:
             return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        # damaged archives (NotImplementedError: a flipped "version needed" field) are read below,
+        # where their failure becomes a one-line error
         return False
 
 
