@@ -45,6 +45,18 @@ def _unwrap(fixture):
     return inner() if inner else getattr(fixture, "__wrapped__", fixture)
 
 
+class _Folders:
+    """Stands in for pytest's tmp_path_factory when a fixture runs outside pytest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def mktemp(self, name: str) -> Path:
+        folder = self.root / name
+        folder.mkdir()
+        return folder
+
+
 def _categories(source: str) -> dict[str, str]:
     """Case id -> the comment heading it sits under in the CASES table."""
     categories, current = {}, "other"
@@ -66,13 +78,7 @@ def contract_table(workspace_root: Path) -> list[dict]:
     contract = _module(contract_path, "contract_cases")
     categories = _categories(contract_path.read_text())
 
-    class _Factory:
-        def mktemp(self, name: str) -> Path:
-            folder = workspace_root / name
-            folder.mkdir()
-            return folder
-
-    workspace = _unwrap(contract.workspace)(_Factory())
+    workspace = _unwrap(contract.workspace)(_Folders(workspace_root))
     sys.path.insert(0, str(workspace))
     rows: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     os.chdir(workspace)
@@ -101,13 +107,7 @@ def fuzz_table(n_mutations: int, scratch: Path) -> list[dict]:
     fuzz = _module(ROOT / "tests" / "test_loader_fuzz.py", "loader_fuzz")
     from mlsafety.exceptions import MLSafetyError
 
-    class _Factory:
-        def mktemp(self, name: str) -> Path:
-            folder = scratch / name
-            folder.mkdir()
-            return folder
-
-    models = _unwrap(fuzz.model_files)(_Factory())
+    models = _unwrap(fuzz.model_files)(_Folders(scratch))
     rng = np.random.default_rng(0)
 
     def mutation() -> tuple:
