@@ -235,17 +235,20 @@ def stage_calibration(zoo: Zoo, payload: dict[str, Any]) -> None:
 
 
 def stage_rule(zoo: Zoo, payload: dict[str, Any]) -> None:
-    """The calibrated rule at p <= 0.05 with quick settings, on models outside its null: the 12
-    meta-training clean shadows (never in the null) and every backdoored model. Reverse-engineering
-    statistics only: the meta-detectors were trained on these models."""
+    """The calibrated rule at p <= 0.05 (quick settings; Neural Cleanse also at full settings) on
+    models outside its null: the 12 meta-training clean shadows (never in the null) and every
+    backdoored model. Reverse-engineering statistics only: the meta-detectors were trained on these
+    models."""
     reference = default_splits()["validation"]
     _, calibration_rows = split_clean_rows(zoo.rows("clean"))
     calibration = [row["name"] for row in calibration_rows]
     rows = {row["name"]: row for row in zoo.rows()}
     stats = {method: reverse_statistics(zoo, method, NC_SETTINGS["quick"], reference)
              for method in ("neural_cleanse", "tabor")}
+    stats["neural_cleanse_full"] = reverse_statistics(zoo, "neural_cleanse", NC_SETTINGS["full"], reference)
     result: dict[str, Any] = {}
-    rules = {"neural_cleanse": ["neural_cleanse"], "neural_cleanse+tabor": ["neural_cleanse", "tabor"]}
+    rules = {"neural_cleanse": ["neural_cleanse"], "neural_cleanse+tabor": ["neural_cleanse", "tabor"],
+             "neural_cleanse_full": ["neural_cleanse_full"]}
     for label, methods in rules.items():
         null = {m: [stats[m][n]["norm_ratio"] for n in calibration] for m in methods}
         entry = {}
