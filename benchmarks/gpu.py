@@ -4,6 +4,7 @@ Run where a CUDA device is present (on a machine without one it prints a message
 
     python benchmarks/gpu.py                    # everything, about 5 minutes on one H200
     python benchmarks/gpu.py --skip-audit       # without the full audit (the longest part)
+    python benchmarks/gpu.py --device cpu --parts attacks,correctness --n 64   # dry run of the logic
 
 Parts, each timed with ``torch.cuda.synchronize`` around it, each guarded so that one failure
 does not lose the others:
@@ -48,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _sync() -> None:
-    torch.cuda.synchronize()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _timed(function, repeats: int = 3) -> tuple[float, object]:
@@ -79,7 +81,7 @@ def correctness(args: argparse.Namespace) -> dict:
         x = torch.from_numpy(photo_patches(n, size, seed=size)).permute(0, 3, 1, 2).float().div(255).contiguous()
         for name in corruption_names("all"):
             corruption = CORRUPTIONS.get(name)(severity=3, seed=0, resolution="imagenet")
-            cpu, cuda = corruption(x), corruption(x.cuda()).cpu()
+            cpu, cuda = corruption(x), corruption(x.to(args.device)).cpu()
             if name in random:
                 change_cpu, change_cuda = (cpu - x).abs().mean().item(), (cuda - x).abs().mean().item()
                 ok = abs(change_cuda / max(change_cpu, 1e-12) - 1) < 0.05
@@ -93,18 +95,18 @@ def correctness(args: argparse.Namespace) -> dict:
     for name, classifier in benchmark_models().items():
         with torch.no_grad():
             logits_cpu = classifier.predict_logits(test.images)
-            classifier.device = torch.device("cuda")
+            classifier.to(args.device)
             logits_cuda = classifier.predict_logits(test.images)
         row = {"max_abs_logit_difference": (logits_cpu - logits_cuda).abs().max().item()}
         for attack_name, attack in (("pgd10", PGD(epsilon=0.03, n_steps=10)), ("apgd20", APGD(epsilon=0.03,
                                                                                               n_steps=20))):
             robust = {}
-            for device in ("cpu", "cuda"):
-                classifier.device = torch.device(device)
+            for device in ("cpu", args.device):
+                classifier.to(device)
                 adversarial = attack(test.images, test.labels, classifier)
-                classifier.device = torch.device("cpu")
+                classifier.to("cpu")
                 robust[device] = int((classifier.predict(adversarial) == test.labels).sum())
-            row[attack_name] = robust
+            row[attack_name] = {"cpu": robust["cpu"], "cuda": robust[args.device]}
         row["ok"] = (row["max_abs_logit_difference"] < 1e-3
                      and all(abs(row[a]["cpu"] - row[a]["cuda"]) <= 2 for a in ("pgd10", "apgd20")))
         out["models"][name] = row
@@ -118,7 +120,7 @@ def corruptions(args: argparse.Namespace) -> dict:
     from mlsafety.robustness.corruptions import corrupt_dataset, corruption_names
 
     images = torch.from_numpy(photo_patches(10_000, 32, seed=10)).permute(0, 3, 1, 2).float().div(255)
-    images = images.contiguous().cuda()
+    images = images.contiguous().to(args.device)
     # warm-up: kernels, tables and texture banks of every corruption
     for name in corruption_names("all"):
         next(corrupt_dataset(images[:500], name, 1, resolution="cifar"))
@@ -169,10 +171,10 @@ def attacks(args: argparse.Namespace) -> dict:
     n, eps, steps, apgd_steps = args.n, 0.03, 10, 20
     out, table = {}, []
     for model_name, classifier in benchmark_models().items():
-        classifier.device = torch.device("cuda")
+        classifier.to(args.device)
         classifier.batch_size = n
         correct = (classifier.predict(test.images[:2 * n]) == test.labels[:2 * n]).nonzero().squeeze(1)[:n]
-        x, y = test.images[correct].cuda(), test.labels[correct].cuda()
+        x, y = test.images[correct].to(args.device), test.labels[correct].to(args.device)
         with classifier.evaluating():
             module = _module(classifier)
 
@@ -190,7 +192,7 @@ def attacks(args: argparse.Namespace) -> dict:
                 for precision in ("fp32", "bf16"):
                     row = rows[f"{attack}_ours_{precision}"]
                     row["speedup_vs_torchattacks"] = rows[f"{attack}_torchattacks"]["seconds"] / row["seconds"]
-        classifier.device = torch.device("cpu")
+        classifier.to("cpu")
         out[model_name] = rows
         for name, row in rows.items():
             if isinstance(row, dict):
@@ -210,7 +212,7 @@ def audit(args: argparse.Namespace) -> dict:
         label = "quick" if mode else "full"
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
-            process = subprocess.run([str(executable), "audit", *mode, "--device", "cuda", "--out", folder],
+            process = subprocess.run([str(executable), "audit", *mode, "--device", args.device, "--out", folder],
                                      capture_output=True, text=True, timeout=args.audit_timeout)
             out[label] = {"seconds": time.perf_counter() - start, "exit_code": process.returncode,
                           "stderr_tail": process.stderr[-2000:]}
@@ -224,20 +226,23 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--skip-audit", action="store_true")
     parser.add_argument("--audit-timeout", type=int, default=1800)
+    parser.add_argument("--parts", default="correctness,corruptions,attacks,audit")
+    parser.add_argument("--device", default="cuda", help="'cpu' only to dry-run the script's logic")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("benchmarks/gpu.py: no CUDA device here (torch.cuda.is_available() is False); nothing to measure. "
               "Run it on a machine with a GPU.")
         return
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 in the comparisons
     torch.backends.cudnn.allow_tf32 = False
-    report: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+    report: dict = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
+                    "torch": torch.__version__,
                     "cuda": torch.version.cuda,
                     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "parts": {}}
     print(f"device {report['device']}, torch {report['torch']}, CUDA {report['cuda']}", flush=True)
-    parts = [("correctness", correctness), ("corruptions", corruptions), ("attacks", attacks)]
-    if not args.skip_audit:
-        parts.append(("audit", audit))
+    parts = [(name, part) for name, part in (("correctness", correctness), ("corruptions", corruptions),
+                                             ("attacks", attacks), ("audit", audit))
+             if name in args.parts.split(",") and not (name == "audit" and args.skip_audit)]
     for name, part in parts:
         print(f"\n== {name}", flush=True)
         start = time.perf_counter()
@@ -249,7 +254,7 @@ def main() -> None:
         report["parts"][name]["part_seconds"] = time.perf_counter() - start
         text = json.dumps(report, indent=1, default=str)
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "gpu.json").write_text(text)
+        (RESULTS / ("gpu.json" if args.device.startswith("cuda") else "gpu_dry_run.json")).write_text(text)
         if os.environ.get("OUT"):
             (Path(os.environ["OUT"]) / "gpu.json").write_text(text)
     print(f"\nwrote {RESULTS / 'gpu.json'}")
