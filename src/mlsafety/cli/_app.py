@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from typer._click import Command, Context
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 EXIT_USAGE = 2
 
@@ -51,6 +51,9 @@ def plain_metavars(command: Command) -> None:
             if label.startswith("list[") and label.endswith("]"):
                 label = label[5:-1]
             param.metavar = _PLAIN_METAVARS.get(label, label.upper() if label.isidentifier() else label) or "VALUE"
+        elif isinstance(param, TyperArgument) and param.metavar is None and param.name:
+            param.metavar = param.name.upper() + ("..." if param.nargs == -1 else "")
+            param.display_type_rich = lambda ctx=None: None  # type: ignore[method-assign]  # no "<path>" label
     if isinstance(command, TyperGroup):
         for sub in command.commands.values():
             plain_metavars(sub)

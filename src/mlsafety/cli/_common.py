@@ -216,8 +216,9 @@ def print_written(label: str, path: str | Path) -> None:
     console.print(f"{label + ':':<8}{Path(path).resolve()}", markup=False)
 
 
-def progress_bar(transient: bool = False) -> Any:
-    """The progress display every long step uses (on stderr, so stdout stays parseable)."""
+def progress_bar(transient: bool = True) -> Any:
+    """The progress display every long step uses: on stderr, so stdout stays parseable, and erased
+    when done (transient), so what remains is the result lines."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
