@@ -257,7 +257,7 @@ def main() -> None:
         (RESULTS / ("gpu.json" if args.device.startswith("cuda") else "gpu_dry_run.json")).write_text(text)
         if os.environ.get("OUT"):
             (Path(os.environ["OUT"]) / "gpu.json").write_text(text)
-    print(f"\nwrote {RESULTS / 'gpu.json'}")
+    print(f"\nwrote {RESULTS / ('gpu.json' if args.device.startswith('cuda') else 'gpu_dry_run.json')}")
 
 
 if __name__ == "__main__":
