@@ -36,7 +36,7 @@ class AuditContext:
         the evaluation data.
     train : training data when available (data-level backdoor scans, Outlier Exposure).
     ood : out-of-distribution sets given by the user, by name.
-    quick : use data subsets and fewer steps (the quick audit runs in about a minute).
+    quick : use data subsets and fewer steps (measured times in the README).
     seed : the seed every check derives its randomness from.
     is_default : True when auditing the embedded default model and data.
     options : per-check options (``{"adversarial": {"epsilon": 0.1}}``).

@@ -19,7 +19,7 @@ from mlsafety.monitoring.ood.base import OODDetector
 from mlsafety.monitoring.ood.tuning import FeatureSet, TuningResult, tune_features, tune_inputs
 from mlsafety.registry import CHECKS, OOD_DETECTORS
 
-# quick / full budgets (the default model on 2 CPU cores: about 10 s / 45 s)
+# quick / full budgets (per-check times are in each report's summary table)
 SIZES = {
     True: {"fit": 1000, "evaluation": 500, "ood": 300, "validation": 300, "validation_ood": 200, "resamples": 100},
     False: {"fit": 5000, "evaluation": 2000, "ood": 1000, "validation": 1000, "validation_ood": 500,
