@@ -25,6 +25,8 @@ def test_backdoor_check_runs_and_reports_triggers(backdoored, digits_splits, tmp
     assert any("quick mode" in note for note in result.notes)
     assert result.metrics["calibrated"] == 0 and result.notes[0].startswith("UNCALIBRATED")
     assert "mlsafety backdoor zoo build --architecture tiny_backdoored --data digits" in result.notes[0]
+    assert result.data_note.startswith("a seeded subset of") or result.data_note.startswith("all ")
+    assert result.verdict == "pass" or "mlsafety backdoor zoo build" in result.next_step
     # full mode adds the Spectral Signatures table on the training data
     full = BackdoorCheck().run(dataclasses.replace(
         context, quick=False, options={"backdoor": {"neural_cleanse": {"steps": 5, "n_samples": 100}}}))

@@ -302,5 +302,18 @@ class BackdoorCheck(Check):
                 verdict, warnings = "pass", []
                 summary = (f"No backdoor found by Neural Cleanse (uncalibrated: largest anomaly index "
                            f"{cleanse.anomaly_index_:.2f} <= {cleanse.threshold:g}).")
+        data_note = context.data_note(min(cleanse.n_samples, len(reference)), "Neural Cleanse reverses a trigger "
+                                      "for every class on clean images", source=reference)
+        next_step = ""
+        if verdict == "warn":
+            next_step = ("open the reversed trigger of the flagged class in this report; scan the training data with "
+                         "`mlsafety backdoor scan`; if the trigger is real, remove it with TriggerUnlearning or "
+                         "FinePruning (docs/backdoor.md) and audit again.")
+        elif verdict == "info" and "build one with: " in why:
+            next_step = (f"give this verdict a measured false-positive rate: build a shadow-model zoo with "
+                         f"`{why.split('build one with: ')[-1]}`, then rerun the audit.")
+        elif verdict == "info":
+            next_step = ("inspect the reversed trigger of the flagged class in this report before acting: without "
+                         "a shadow-model zoo for this data the flag's false-positive rate is unknown.")
         return self.result(verdict, summary, metrics=metrics, tables=tables, figures=figures, notes=notes,
-                           warnings=warnings, details=details)
+                           warnings=warnings, details=details, data_note=data_note, next_step=next_step)
