@@ -102,6 +102,10 @@ def valid_rows(result: object) -> None:
     assert len(result) > 0  # type: ignore[arg-type]
 
 
+def valid_rows_table(result: object) -> None:
+    assert result.curves  # type: ignore[attr-defined]
+
+
 def _rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
@@ -189,15 +193,14 @@ def test_cifar_loader(mutation: tuple) -> None:
 @given(mutation=MUTATIONS, which=st.sampled_from(["images", "labels"]), compressed=st.booleans())
 def test_idx_loader(mutation: tuple, which: str, compressed: bool) -> None:
     with scratch() as folder:
-        files = {"images": idx_bytes(True), "labels": idx_bytes(False)}
-        files[which] = mutate(files[which], mutation)
-        for kind, data in files.items():
-            stem = f"t10k-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+        for kind in ("images", "labels"):
+            data = idx_bytes(kind == "images")
             if compressed:
-                (folder / f"{stem}.gz").write_bytes(gzip.compress(data) if kind != which else
-                                                    mutate(gzip.compress(idx_bytes(kind == "images")), mutation))
-            else:
-                (folder / stem).write_bytes(data)
+                data = gzip.compress(data)
+            if kind == which:
+                data = mutate(data, mutation)
+            stem = f"t10k-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+            (folder / (stem + (".gz" if compressed else ""))).write_bytes(data)
         loads_or_refuses(lambda: load_fashion_mnist("test", path=folder), valid_dataset)
 
 
@@ -258,7 +261,3 @@ def test_run_table_loader(mutation: tuple, which: str) -> None:
         file = folder / ("runs.json" if which == "json" else "runs.csv")
         file.write_bytes(mutate(text.encode(), mutation))
         loads_or_refuses(lambda: load_runs(file), valid_rows_table)
-
-
-def valid_rows_table(result: object) -> None:
-    assert result.curves  # type: ignore[attr-defined]

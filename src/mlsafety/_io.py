@@ -21,7 +21,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from mlsafety.exceptions import MLSafetyError
+from mlsafety.exceptions import InvalidInputError, MLSafetyError
 
 LOCK_NAME = ".mlsafety.lock"
 OWNER_NAME = ".mlsafety.owner.json"
@@ -119,3 +119,10 @@ def locked_output_dir(folder: str | Path, command: str = "") -> Iterator[Path]:
         with contextlib.suppress(OSError):
             (folder / OWNER_NAME).unlink()
         lock.release()
+
+
+def not_text_table_error(what: str, error: Exception, kind: str = "CSV") -> InvalidInputError:
+    """The one-line error for a table file that is not UTF-8 text (or not parseable as ``kind``)."""
+    reason = " ".join(str(error).split())[:100]
+    return InvalidInputError(f"{what} is not a UTF-8 {kind} text file ({type(error).__name__}: {reason}); "
+                             f"save it as {kind} with UTF-8 encoding.")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlsafety._io import not_text_table_error
 from mlsafety._validation import check_positive
 from mlsafety.alignment.values.vader import RatedTexts
 from mlsafety.exceptions import DataNotFoundError, InvalidInputError, parameter_error
@@ -195,10 +196,7 @@ def load_pair_file(path: str | Path) -> Pairs:
         with path.open(newline="", encoding="utf-8") as stream:
             rows = [r for r in csv.reader(stream) if r]
     except (UnicodeDecodeError, csv.Error) as error:
-        raise InvalidInputError(
-            f"pair file {str(path)!r} is not a UTF-8 CSV text file ({type(error).__name__}: "
-            f"{' '.join(str(error).split())[:100]}); save it as CSV with UTF-8 encoding."
-        ) from error
+        raise not_text_table_error(f"pair file {str(path)!r}", error) from error
     if not rows:
         raise InvalidInputError(f"pair file {str(path)!r} is empty; it needs rows of (better, worse) texts.")
     header = [c.strip().lower() for c in rows[0]]

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from mlsafety._io import not_text_table_error
 from mlsafety.exceptions import DataNotFoundError, InvalidInputError, ShapeError
 
 OUTPUT_COLUMNS = ("output", "target")
@@ -195,10 +196,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     except json.JSONDecodeError as error:
         raise InvalidInputError(f"{path.name} is not valid JSON ({error.msg} at line {error.lineno}).") from None
     except (UnicodeDecodeError, csv.Error) as error:
-        raise InvalidInputError(
-            f"{path.name} is not a UTF-8 {'JSON' if path.suffix.lower() == '.json' else 'CSV'} text file "
-            f"({type(error).__name__}: {' '.join(str(error).split())[:100]}); save it as UTF-8 text."
-        ) from None
+        raise not_text_table_error(path.name, error, "JSON" if path.suffix.lower() == ".json" else "CSV") from None
     if isinstance(data, Mapping):
         data = data.get("records")
     if not isinstance(data, list) or not all(isinstance(r, Mapping) for r in data):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlsafety._io import not_text_table_error
 from mlsafety.exceptions import DataNotFoundError, InvalidInputError, parameter_error
 from mlsafety.registry import Registry
 
@@ -163,10 +164,7 @@ def load_statements_csv(path: str | Path, name: str | None = None) -> Statements
             header = reader.fieldnames or []
             rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as error:
-        raise InvalidInputError(
-            f"statement CSV {str(path)!r} is not a UTF-8 CSV text file ({type(error).__name__}: "
-            f"{' '.join(str(error).split())[:100]}); save it as CSV with UTF-8 encoding."
-        ) from None
+        raise not_text_table_error(f"statement CSV {str(path)!r}", error) from None
     columns = [c.strip().lower() for c in header]
     missing = [c for c in ("statement", "label") if c not in columns]
     if missing:
