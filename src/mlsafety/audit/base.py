@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from mlsafety.execution import Executor, LocalExecutor, Shard
+from mlsafety.execution.base import ShardFunction
 from mlsafety.report.records import VERDICT_SEVERITY, CheckResult, Figure, Table, Verdict, worst_verdict
 
 if TYPE_CHECKING:
     from mlsafety.data.dataset import ImageDataset
     from mlsafety.models.classifier import Classifier
 
-__all__ = ["VERDICT_SEVERITY", "AuditContext", "Check", "CheckResult", "Figure", "Table", "Verdict", "worst_verdict"]
+__all__ = ["VERDICT_SEVERITY", "AuditContext", "Check", "CheckResult", "Figure", "ShardPlan", "ShardedCheck", "Table",
+           "Verdict", "worst_verdict"]
 
 
 @dataclass
@@ -40,6 +43,8 @@ class AuditContext:
     seed : the seed every check derives its randomness from.
     is_default : True when auditing the embedded default model and data.
     options : per-check options (``{"adversarial": {"epsilon": 0.1}}``).
+    executor : runs the shards of a :class:`ShardedCheck` (default: in this process). It
+        never changes a result, so it is not part of the key under which results are reused.
     """
 
     classifier: Classifier
@@ -53,6 +58,7 @@ class AuditContext:
     out_dir: Path | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     preflight: dict[str, Any] = field(default_factory=dict)
+    executor: Executor = field(default_factory=LocalExecutor, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def evaluation_data(self, n_full: int | None = None, n_quick: int = 1000) -> ImageDataset:
@@ -145,3 +151,37 @@ class Check(ABC):
         """Build a :class:`CheckResult` carrying this check's name, title and hazard."""
         return CheckResult(self.name, self.title, verdict, summary, hazard=self.hazard, **fields)
 
+
+
+@dataclass
+class ShardPlan:
+    """A check's heavy work as independent shards: ``function(shard, shared)`` for each of
+    ``shards``; ``shared`` (model, images) is registered with the executor once."""
+
+    function: ShardFunction
+    shards: list[Shard]
+    shared: Any = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class ShardedCheck(Check):
+    """A check whose heavy work splits into shards that any executor may run.
+
+    Subclasses implement :meth:`plan` (on the driver: choose data and settings, list the
+    shards) and :meth:`combine` (on the driver: turn the shard results, in plan order, into
+    the :class:`CheckResult`). Shard results must be JSON-serialisable, since a distributed
+    audit stores each one in ``<out>/shards/`` the moment it arrives. The same plan and the
+    same shard function run under every executor, so the result does not depend on it.
+    """
+
+    @abstractmethod
+    def plan(self, context: AuditContext) -> ShardPlan:
+        """The shards of this check on ``context``."""
+
+    @abstractmethod
+    def combine(self, context: AuditContext, plan: ShardPlan, results: list[Any]) -> CheckResult:
+        """The check's result from its shards' results (in the order of ``plan.shards``)."""
+
+    def run(self, context: AuditContext) -> CheckResult:
+        plan = self.plan(context)
+        return self.combine(context, plan, context.executor.map(plan.function, plan.shards, shared=plan.shared))

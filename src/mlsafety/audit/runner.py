@@ -3,6 +3,12 @@
 Each finished check is written to ``<out>/results/<check>.json`` at once. A rerun with
 the same configuration (model weights, data, check settings, mlsafety version) reuses
 those files instead of recomputing, so an interrupted audit loses nothing.
+
+With a distributed executor (:class:`~mlsafety.execution.RayExecutor`) every pending check
+becomes shards: a :class:`~mlsafety.audit.base.ShardedCheck` its own (saved one by one to
+``<out>/shards/<check>-<config hash>/`` as they arrive, so a rerun after a killed driver
+resumes from the finished shards), any other check one whole shard. They all run at once,
+and each result is combined and saved on the driver the moment its last shard arrives.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,9 +29,18 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 import mlsafety
 from mlsafety._io import locked_output_dir
-from mlsafety.audit.base import VERDICT_SEVERITY, AuditContext, Check, CheckResult, worst_verdict
+from mlsafety.audit.base import (
+    VERDICT_SEVERITY,
+    AuditContext,
+    Check,
+    CheckResult,
+    ShardedCheck,
+    ShardPlan,
+    worst_verdict,
+)
 from mlsafety.audit.preflight import preflight
 from mlsafety.exceptions import InvalidParameterError, MLSafetyError
+from mlsafety.execution import Executor, LocalExecutor, Shard, ShardError, ShardStore, Task
 from mlsafety.registry import CHECKS
 from mlsafety.report import package_versions, render_report, write_json_atomic
 
@@ -181,6 +196,165 @@ def _load_previous(path: Path, config_hash: str) -> CheckResult | None:
     return result
 
 
+def _execute_check(check: Check, context: AuditContext) -> CheckResult:
+    """Run one check, turning its failure into an ``error`` result (so the others still run)."""
+    reason = check.not_applicable(context)
+    if reason is not None:
+        result = check.result("skipped", f"Skipped: {reason}.")
+        result.next_step = _SKIP_HINTS.get(reason.split(",")[0], "")
+        return result
+    try:
+        return check.run(context)
+    except Exception as error:  # a failing check must not lose the others
+        return _error_result(check, error)
+
+
+def _error_result(check: Check, error: BaseException) -> CheckResult:
+    if isinstance(error, MLSafetyError):
+        return check.result("error", f"{type(error).__name__}: {error}")
+    logger.debug("check %s failed", check.name, exc_info=error)
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return check.result("error", f"{type(error).__name__}: {error}", details={"traceback": trace})
+
+
+def _finish(result: CheckResult, check: Check, config: dict[str, Any], digest: str, seconds: float) -> None:
+    if result.verdict == "error" and not result.next_step:
+        result.next_step = ("the other checks are unaffected; rerun this one alone with "
+                            f"'mlsafety --debug audit --checks {check.name}' to see the traceback, and "
+                            "report it if the message does not point to your model or data.")
+    result.seconds = seconds
+    result.config = config
+    result.config_hash = digest
+
+
+def _run_local(context: AuditContext, instances: list[Check], results_dir: Path, resume: bool,
+               bar: Progress) -> list[CheckResult]:
+    """Today's path: the checks one after the other in this process, sharing cached logits."""
+    results: list[CheckResult] = []
+    task = bar.add_task("audit", total=len(instances))
+    for check in instances:
+        bar.update(task, description=f"{check.name}")
+        path = results_dir / f"{check.name}.json"
+        config, digest = _config_hash(check, context)
+        previous = _load_previous(path, digest) if resume else None
+        if previous is not None:
+            results.append(previous)
+            bar.advance(task)
+            continue
+        tick = time.perf_counter()
+        result = _execute_check(check, context)
+        _finish(result, check, config, digest, time.perf_counter() - tick)
+        if result.verdict != "error":
+            write_json_atomic(path, result.to_dict())
+        results.append(result)
+        bar.advance(task)
+    return results
+
+
+def _worker_context(context: AuditContext, with_train: bool) -> AuditContext:
+    """What a worker needs of ``context``: no cache, no executor (checks run locally there)
+    and the training data only for checks that ask for it."""
+    return replace(context, train=context.train if with_train else None, executor=LocalExecutor(),
+                   out_dir=None, _cache={})
+
+
+def run_whole_check(shard: Shard, context: AuditContext) -> dict[str, Any]:
+    """A check that does not shard its work, run as one shard on a worker: its result record."""
+    check = CHECKS.create(shard.params["check"])
+    tick = time.perf_counter()
+    result = _execute_check(check, context)
+    result.seconds = time.perf_counter() - tick
+    return result.to_dict()
+
+
+def _run_distributed(context: AuditContext, instances: list[Check], results_dir: Path, resume: bool,
+                     bar: Progress) -> list[CheckResult]:
+    """Every pending check as shards on ``context.executor``, all at once; each check is
+    combined and saved when its last shard arrives."""
+    executor = context.executor
+    finished: dict[str, CheckResult] = {}
+    pending: dict[str, _Pending] = {}
+    tasks: list[Task] = []
+    owners: dict[int, str] = {}  # id(shard) -> check
+    shared_context: dict[bool, Any] = {}
+    for check in instances:
+        path = results_dir / f"{check.name}.json"
+        config, digest = _config_hash(check, context)
+        previous = _load_previous(path, digest) if resume else None
+        if previous is not None:
+            finished[check.name] = previous
+            continue
+        tick = time.perf_counter()
+        if check.not_applicable(context) is not None:
+            result = _execute_check(check, context)
+            _finish(result, check, config, digest, 0.0)
+            write_json_atomic(path, result.to_dict())
+            finished[check.name] = result
+            continue
+        if isinstance(check, ShardedCheck):
+            try:
+                plan = check.plan(context)
+            except Exception as error:
+                result = _error_result(check, error)
+                _finish(result, check, config, digest, time.perf_counter() - tick)
+                finished[check.name] = result
+                continue
+            store = ShardStore(results_dir.parent / "shards" / f"{check.name}-{digest}")
+            handle = executor.share(plan.shared)
+            new = [Task(plan.function, shard, handle, store) for shard in plan.shards]
+        else:  # the whole check is one shard, run by run_whole_check on a worker
+            with_train = "train" in check.requires
+            if with_train not in shared_context:
+                shared_context[with_train] = executor.share(_worker_context(context, with_train))
+            plan = ShardPlan(run_whole_check, [Shard.create(f"check-{check.name}", context.seed, check=check.name)])
+            new = [Task(run_whole_check, plan.shards[0], shared_context[with_train])]
+        pending[check.name] = _Pending(check, plan, config, digest, tick, {})
+        owners.update((id(task.shard), check.name) for task in new)
+        tasks += new
+    progress = bar.add_task(f"audit ({executor.name}, {executor.workers} workers)", total=len(tasks))
+
+    def on_result(task: Task, value: Any, resumed: bool) -> None:
+        item = pending[owners[id(task.shard)]]
+        item.values[task.shard.key] = value
+        bar.advance(progress)
+        if len(item.values) == len(item.plan.shards):
+            finished[item.check.name] = _combine(item, context, results_dir)
+
+    executor.run(tasks, on_result)
+    return [finished[check.name] for check in instances]
+
+
+@dataclass
+class _Pending:
+    check: Check
+    plan: ShardPlan
+    config: dict[str, Any]
+    digest: str
+    started: float
+    values: dict[str, Any]
+
+
+def _combine(item: _Pending, context: AuditContext, results_dir: Path) -> CheckResult:
+    check, plan = item.check, item.plan
+    values = [item.values[shard.key] for shard in plan.shards]
+    failures = [v for v in values if isinstance(v, ShardError)]
+    seconds = time.perf_counter() - item.started
+    if failures:
+        result = _error_result(check, failures[0].error)
+    elif plan.function is run_whole_check:
+        result = CheckResult.from_dict(values[0])
+        seconds = result.seconds
+    else:
+        try:
+            result = check.combine(context, plan, values)
+        except Exception as error:
+            result = _error_result(check, error)
+    _finish(result, check, item.config, item.digest, seconds)
+    if result.verdict != "error":
+        write_json_atomic(results_dir / f"{check.name}.json", result.to_dict())
+    return result
+
+
 def run_audit(
     context: AuditContext,
     out_dir: str | Path,
@@ -190,6 +364,7 @@ def run_audit(
     progress: bool = True,
     console: Console | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    executor: Executor | None = None,
 ) -> AuditReport:
     """Run ``checks`` on ``context``, writing results as they finish, then the report.
 
@@ -198,11 +373,15 @@ def run_audit(
     out_dir : where ``results/``, ``report.json`` and ``report.html`` go.
     checks : check names (default: every registered check).
     resume : reuse finished results whose configuration matches.
+    executor : where the checks' work runs (default: ``context.executor``, in this process).
+        The metrics do not depend on it; results of one executor are resumed by another.
 
     A check that raises is recorded with verdict ``error`` (with the message) and is not
     saved, so the next run retries it; the other checks still run.
     """
     out = Path(out_dir)
+    if executor is not None:
+        context.executor = executor
     with locked_output_dir(out, command="run_audit"):
         return _run_audit_locked(context, out, checks, resume=resume, progress=progress, console=console,
                                  extra_metadata=extra_metadata)
@@ -222,48 +401,15 @@ def _run_audit_locked(
     results_dir.mkdir(parents=True, exist_ok=True)
     context.out_dir = out
     instances = resolve_checks(checks)
-    results: list[CheckResult] = []
     started = time.perf_counter()
     console = console or Console(stderr=True)
     warnings = preflight(context)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
-        task = bar.add_task("audit", total=len(instances))
-        for check in instances:
-            bar.update(task, description=f"{check.name}")
-            path = results_dir / f"{check.name}.json"
-            config, digest = _config_hash(check, context)
-            previous = _load_previous(path, digest) if resume else None
-            if previous is not None:
-                results.append(previous)
-                bar.advance(task)
-                continue
-            reason = check.not_applicable(context)
-            tick = time.perf_counter()
-            if reason is not None:
-                result = check.result("skipped", f"Skipped: {reason}.")
-            else:
-                try:
-                    result = check.run(context)
-                except MLSafetyError as error:
-                    result = check.result("error", f"{type(error).__name__}: {error}")
-                except Exception as error:  # a failing check must not lose the others
-                    logger.debug("check %s failed", check.name, exc_info=True)
-                    result = check.result("error", f"{type(error).__name__}: {error}",
-                                          details={"traceback": traceback.format_exc()})
-            if result.verdict == "error" and not result.next_step:
-                result.next_step = ("the other checks are unaffected; rerun this one alone with "
-                                    f"'mlsafety --debug audit --checks {check.name}' to see the traceback, and "
-                                    "report it if the message does not point to your model or data.")
-            elif result.verdict == "skipped" and not result.next_step and reason is not None:
-                result.next_step = _SKIP_HINTS.get(reason.split(",")[0], "")
-            result.seconds = time.perf_counter() - tick
-            result.config = config
-            result.config_hash = digest
-            if result.verdict != "error":
-                write_json_atomic(path, result.to_dict())
-            results.append(result)
-            bar.advance(task)
+        if context.executor.is_local:
+            results = _run_local(context, instances, results_dir, resume, bar)
+        else:
+            results = _run_distributed(context, instances, results_dir, resume, bar)
     metadata = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "total_seconds": time.perf_counter() - started,
@@ -278,6 +424,7 @@ def _run_audit_locked(
                        if context.validation is not None else None),
         "ood": {name: d.describe() for name, d in context.ood.items()},
         "options": context.options,
+        "execution": context.executor.describe(),
         "warnings": warnings,
         "preflight": context.preflight,
         "versions": package_versions(),

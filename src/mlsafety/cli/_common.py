@@ -230,3 +230,38 @@ def progress_bar(transient: bool = True) -> Any:
 
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err_console, transient=transient)
+
+
+# -- --executor / --address / --workers, shared by the commands that shard their work ----------
+
+EXECUTOR_HELP = "Where shards run: local (this process, the default) or ray (a Ray cluster; pip install 'mlsafety[ray]')."
+ADDRESS_HELP = "Ray cluster to join: auto or HOST:PORT (default: start a local Ray instance sized to this machine)."
+WORKERS_HELP = "Shards run at once with --executor ray (default: the cluster's CPUs, or GPUs with --device cuda)."
+
+
+def make_cli_executor(executor: str, address: str | None, workers: int | None, device: str | None = None) -> Any:
+    """Check ``--executor/--address/--workers`` and build the executor (Ray connects on first use).
+
+    Refuses, each with a one-line error and exit 2: an unknown executor, ``--workers`` below 1,
+    ``--address`` or ``--workers`` without ``--executor ray``, a malformed address, Ray not
+    installed, and an address where nothing answers.
+    """
+    name = executor.strip().lower()
+    if name not in ("local", "ray"):
+        raise fail(f"--executor must be local or ray; got {executor!r}.")
+    if workers is not None and workers < 1:
+        raise fail(f"--workers must be an integer >= 1; got {workers}.")
+    if name == "local":
+        if address is not None or workers is not None:
+            raise fail("--address and --workers apply to --executor ray; add --executor ray or leave them out.")
+        from mlsafety.execution import LocalExecutor
+
+        return LocalExecutor()
+    from mlsafety.execution import make_executor
+    from mlsafety.execution.ray_executor import check_reachable, import_ray, parse_address
+
+    import_ray()
+    if address is not None:
+        parse_address(address)
+        check_reachable(address)
+    return make_executor("ray", address, workers, device)

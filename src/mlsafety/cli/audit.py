@@ -9,13 +9,17 @@ import typer
 
 from mlsafety.cli._app import app
 from mlsafety.cli._common import (
+    ADDRESS_HELP,
+    EXECUTOR_HELP,
     EXIT_FINDINGS,
+    WORKERS_HELP,
     check_device,
     check_out_dir,
     check_seed,
     cli_errors,
     err_console,
     fail,
+    make_cli_executor,
     parse_thresholds,
     print_verdict,
     print_written,
@@ -84,11 +88,15 @@ def audit(
     fail_over: Annotated[list[str] | None, typer.Option(metavar="METRIC=VALUE", help="Exit 1 if METRIC > VALUE (repeatable), e.g. calibration.ece=0.05.")] = None,
     fail_on: Annotated[str | None, typer.Option(metavar="fail|warn", help="Exit 1 if any check's verdict is this or worse (warn: warn, fail or error).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Recompute every check instead of resuming.")] = False,
+    executor: Annotated[str, typer.Option(metavar="local|ray", help=EXECUTOR_HELP)] = "local",
+    address: Annotated[str | None, typer.Option(metavar="auto|HOST:PORT", help=ADDRESS_HELP)] = None,
+    workers: Annotated[int | None, typer.Option(metavar="N", help=WORKERS_HELP)] = None,
 ) -> None:
     """Run the safety checks on a classifier and write report.html + report.json.
 
     Exit codes: 0 done (whatever the verdicts, unless a gate is set); 1 a --fail-under,
     --fail-over or --fail-on gate tripped, or a check failed to run; 2 bad input or option.
+    With --executor ray the checks run as shards on a Ray cluster, with the same metrics.
     """
     from mlsafety._io import locked_output_dir
     from mlsafety.audit.runner import available_checks, run_audit, validate_threshold_names
@@ -110,9 +118,11 @@ def audit(
     if normalization is not None:
         parse_normalization(normalization)
     check_out_dir(out)
-    with locked_output_dir(out, command="mlsafety audit"):
+    runner = make_cli_executor(executor, address, workers, device)
+    with locked_output_dir(out, command="mlsafety audit"), runner:
         context = build_context(model, data, validation, ood, architecture, device, quick, seed, normalization)
-        report = run_audit(context, out, names, resume=not fresh, extra_metadata=_model_provenance(model))
+        report = run_audit(context, out, names, resume=not fresh, extra_metadata=_model_provenance(model),
+                           executor=runner)
     for warning in report.metadata.get("warnings", []):
         err_console.print(f"warning: {warning}", markup=False)
     for result in report.results:

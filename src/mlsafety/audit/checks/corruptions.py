@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure as MatplotlibFigure
 
-from mlsafety.audit.base import AuditContext, Check, CheckResult, Figure, Table
+from mlsafety.audit.base import AuditContext, CheckResult, Figure, ShardedCheck, ShardPlan, Table
+from mlsafety.execution import Shard
 from mlsafety.registry import CHECKS, CORRUPTIONS
 from mlsafety.report import wilson_interval
 
@@ -64,8 +67,29 @@ def plot_examples(image: torch.Tensor, names: list[str], severity: int, seed: in
     return figure
 
 
+def corruption_cell(shard: Shard, shared: tuple[Any, torch.Tensor, torch.Tensor, int]) -> dict[str, int]:
+    """Correct predictions on one (corruption, severity) cell, or on the clean images.
+
+    Batch ``i`` of a cell is seeded with :func:`~mlsafety.robustness.corruptions.evaluate.batch_seed`
+    ``(seed, corruption, severity, i)``: derived from the cell's identity, so the count is the
+    same whichever worker runs it (and the same as :func:`evaluate_corruptions`).
+    """
+    from mlsafety.robustness.corruptions import corrupt_dataset
+
+    classifier, images, labels, batch_size = shared
+    name, severity = shard.params["corruption"], shard.params["severity"]
+    if name is None:  # the clean accuracy, reduced as evaluate_corruptions does (a float32 mean)
+        return {"accuracy": float((classifier.predict(images).cpu() == labels.cpu()).float().mean())}
+    correct = offset = 0
+    for batch in corrupt_dataset(images, name, severity, seed=shard.params["seed"], batch_size=batch_size):
+        predicted = classifier.predict(batch).cpu()
+        correct += int((predicted == labels[offset:offset + len(batch)].cpu()).sum())
+        offset += len(batch)
+    return {"correct": correct}
+
+
 @CHECKS.register("corruptions")
-class CorruptionsCheck(Check):
+class CorruptionsCheck(ShardedCheck):
     """Accuracy under the 15 common corruptions of Hendrycks & Dietterich (2019, ImageNet-C),
     per corruption and severity, with a heatmap, accuracy-vs-severity curves and the worst
     corruptions called out.
@@ -78,6 +102,9 @@ class CorruptionsCheck(Check):
 
     Verdict: ``warn`` when some corruption costs more than ``max_relative_drop`` of the clean
     accuracy, ``info`` otherwise (there is no universal pass mark for corruption robustness).
+
+    Shards: the clean images and every (corruption, severity) cell, each counted by
+    :func:`corruption_cell` (76 shards in the full audit).
     """
 
     name = "corruptions"
@@ -104,18 +131,35 @@ class CorruptionsCheck(Check):
             return f"images of {h}x{w} px are too small for the corruptions (need at least 8x8)"
         return None
 
-    def run(self, context: AuditContext) -> CheckResult:
-        from mlsafety.metrics.corruption import mean_corruption_error, relative_mean_corruption_error
-        from mlsafety.robustness.corruptions import corruption_names, evaluate_corruptions
+    def plan(self, context: AuditContext) -> ShardPlan:
+        from mlsafety.robustness.corruptions import corruption_names
 
         default_severities = (1, 3, 5) if context.quick else (1, 2, 3, 4, 5)
         severities = [int(s) for s in context.option(self.name, "severities", default_severities)]
+        if not severities or any(s not in (1, 2, 3, 4, 5) for s in severities):
+            from mlsafety.exceptions import parameter_error
+
+            raise parameter_error("severities", "evaluate_corruptions", "a non-empty subset of 1..5", severities)
         n_images = int(context.option(self.name, "n_images", 200 if context.quick else 1000))
-        max_drop = float(context.option(self.name, "max_relative_drop", 0.5))
         data = context.data.head(n_images, seed=context.seed)
         names = corruption_names("benchmark")
-        result = evaluate_corruptions(context.classifier, data, names, severities, seed=context.seed,
-                                      batch_size=context.classifier.batch_size)
+        shards = [Shard.create("clean", context.seed, corruption=None, severity=0, seed=context.seed)]
+        shards += [Shard.create(f"{name}-{severity}", context.seed, corruption=name, severity=severity,
+                                seed=context.seed) for name in names for severity in severities]
+        shared = (context.classifier, data.images, data.labels, context.classifier.batch_size)
+        return ShardPlan(corruption_cell, shards, shared,
+                         {"data": data, "names": names, "severities": severities})
+
+    def combine(self, context: AuditContext, plan: ShardPlan, results: list[Any]) -> CheckResult:
+        from mlsafety.metrics.corruption import mean_corruption_error, relative_mean_corruption_error
+        from mlsafety.robustness.corruptions.evaluate import CorruptionResult
+
+        data, names, severities = plan.state["data"], plan.state["names"], plan.state["severities"]
+        max_drop = float(context.option(self.name, "max_relative_drop", 0.5))
+        cells = {(shard.params["corruption"], shard.params["severity"]): value
+                 for shard, value in zip(plan.shards, results)}
+        accuracy = {name: np.asarray([cells[name, s]["correct"] / len(data) for s in severities]) for name in names}
+        result = CorruptionResult(accuracy, severities, float(cells[None, 0]["accuracy"]), len(data))
         matrix = result.matrix()
         clean = result.clean_accuracy
         means = matrix.mean(1)
