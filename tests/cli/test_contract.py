@@ -251,6 +251,19 @@ CASES: list[tuple[str, list[str]]] = [
     ("train-test-class-mismatch", ["train", "--data", "{w}/d16.npz", "--test", "{w}/d16_3class.npz",
                                    "--out", "{w}/out_train/m.safetensors"]),
     ("train-data-garbage", ["train", "--data", "{w}/garbage.npz", "--out", "{w}/out_train/m.safetensors"]),
+    # --executor / --address / --workers (audit, corrupt, proxy sweep)
+    ("executor-unknown", ["audit", "--executor", "spark"]),
+    ("executor-workers-zero", ["audit", "--executor", "ray", "--workers", "0"]),
+    ("executor-address-unreachable", ["audit", "--executor", "ray", "--address", "127.0.0.1:1"]),
+    ("executor-address-malformed", ["audit", "--executor", "ray", "--address", "head-node"]),
+    ("executor-address-without-ray", ["audit", "--address", "auto"]),
+    ("executor-workers-without-ray", ["audit", "--workers", "2"]),
+    ("corrupt-workers-zero", ["corrupt", "--out", "{w}/out_c", "--executor", "ray", "--workers", "0"]),
+    ("corrupt-address-unreachable", ["corrupt", "--out", "{w}/out_c", "--executor", "ray", "--address",
+                                     "127.0.0.1:1"]),
+    ("proxy-sweep-workers-zero", ["proxy", "sweep", "--out", "{w}/out_p", "--executor", "ray", "--workers", "0"]),
+    ("proxy-sweep-address-unreachable", ["proxy", "sweep", "--out", "{w}/out_p", "--executor", "ray",
+                                         "--address", "127.0.0.1:1"]),
     # corrupt
     ("corrupt-severity", ["corrupt", "--out", "{w}/out_c", "--severities", "0"]),
     ("corrupt-unknown", ["corrupt", "--out", "{w}/out_c", "--corruptions", "nosuch"]),
@@ -371,6 +384,19 @@ def test_bad_input_is_one_line_and_exit_2(case_id, argv, workspace, monkeypatch,
     assert "Traceback" not in result.output
     assert not (workspace / MARKER).exists(), f"{case_id}: code ran from a pickle"
     assert _snapshot(workspace) == before, f"{case_id}: changed files outside --out"
+
+
+@pytest.mark.parametrize("argv", [["audit", "--executor", "ray"],
+                                  ["corrupt", "--out", "{w}/out_c", "--executor", "ray"],
+                                  ["proxy", "sweep", "--out", "{w}/out_p", "--executor", "ray"]],
+                         ids=["audit", "corrupt", "proxy-sweep"])
+def test_ray_executor_without_ray_installed_is_one_line_and_exit_2(argv, workspace, monkeypatch) -> None:
+    monkeypatch.chdir(workspace)
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray looks like to import
+    result = runner.invoke(app, [a.replace("{w}", str(workspace)) for a in argv])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "mlsafety[ray]" in lines[0], result.stderr
 
 
 def test_pickled_code_is_never_run(workspace, monkeypatch) -> None:

@@ -251,11 +251,10 @@ def _run_local(context: AuditContext, instances: list[Check], results_dir: Path,
     return results
 
 
-def _worker_context(context: AuditContext, with_train: bool) -> AuditContext:
-    """What a worker needs of ``context``: no cache, no executor (checks run locally there)
-    and the training data only for checks that ask for it."""
-    return replace(context, train=context.train if with_train else None, executor=LocalExecutor(),
-                   out_dir=None, _cache={})
+def _worker_context(context: AuditContext) -> AuditContext:
+    """What a worker needs of ``context``: all of it but the cache and the executor (a check
+    runs in-process there). Checks may use the training data without requiring it (OOD, backdoor)."""
+    return replace(context, executor=LocalExecutor(), out_dir=None, _cache={})
 
 
 def run_whole_check(shard: Shard, context: AuditContext) -> dict[str, Any]:
@@ -276,7 +275,7 @@ def _run_distributed(context: AuditContext, instances: list[Check], results_dir:
     pending: dict[str, _Pending] = {}
     tasks: list[Task] = []
     owners: dict[int, str] = {}  # id(shard) -> check
-    shared_context: dict[bool, Any] = {}
+    shared_context: Any = None
     for check in instances:
         path = results_dir / f"{check.name}.json"
         config, digest = _config_hash(check, context)
@@ -303,11 +302,10 @@ def _run_distributed(context: AuditContext, instances: list[Check], results_dir:
             handle = executor.share(plan.shared)
             new = [Task(plan.function, shard, handle, store) for shard in plan.shards]
         else:  # the whole check is one shard, run by run_whole_check on a worker
-            with_train = "train" in check.requires
-            if with_train not in shared_context:
-                shared_context[with_train] = executor.share(_worker_context(context, with_train))
+            if shared_context is None:  # one copy in the object store for every whole check
+                shared_context = executor.share(_worker_context(context))
             plan = ShardPlan(run_whole_check, [Shard.create(f"check-{check.name}", context.seed, check=check.name)])
-            new = [Task(run_whole_check, plan.shards[0], shared_context[with_train])]
+            new = [Task(run_whole_check, plan.shards[0], shared_context)]
         pending[check.name] = _Pending(check, plan, config, digest, tick, {})
         owners.update((id(task.shard), check.name) for task in new)
         tasks += new

@@ -117,8 +117,8 @@ def audit(
     device = check_device(device)
     if normalization is not None:
         parse_normalization(normalization)
-    check_out_dir(out)
     runner = make_cli_executor(executor, address, workers, device)
+    check_out_dir(out)
     with locked_output_dir(out, command="mlsafety audit"), runner:
         context = build_context(model, data, validation, ood, architecture, device, quick, seed, normalization)
         report = run_audit(context, out, names, resume=not fresh, extra_metadata=_model_provenance(model),

@@ -90,8 +90,8 @@ def corrupt(
         raise fail(f"--resolution must be auto, cifar, tiny_imagenet or imagenet; got {resolution!r}.")
     check_seed(seed)
     device = check_device(device) or "cpu"
-    check_out_dir(out)
     runner = make_cli_executor(executor, address, workers, device)
+    check_out_dir(out)
     from mlsafety._io import locked_output_dir
 
     with locked_output_dir(out, command="mlsafety corrupt"), runner:

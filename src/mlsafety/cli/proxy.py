@@ -10,11 +10,15 @@ import typer
 
 from mlsafety.cli._app import app
 from mlsafety.cli._common import (
+    ADDRESS_HELP,
+    EXECUTOR_HELP,
+    WORKERS_HELP,
     check_positive_option,
     check_seed,
     cli_errors,
     fail,
     holds_output_folder,
+    make_cli_executor,
     print_verdict,
     print_written,
     split_names,
@@ -58,6 +62,9 @@ def sweep_command(
     mitigations: Annotated[bool, typer.Option("--mitigations/--no-mitigations", help="Add KL/occupancy regularisation and early stopping.")] = True,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("proxy-sweep"),
     quick: Annotated[bool, typer.Option("--quick", help=QUICK_HELP)] = False,
+    executor: Annotated[str, typer.Option(metavar="local|ray", help=EXECUTOR_HELP)] = "local",
+    address: Annotated[str | None, typer.Option(metavar="auto|HOST:PORT", help=ADDRESS_HELP)] = None,
+    workers: Annotated[int | None, typer.Option(metavar="N", help=WORKERS_HELP)] = None,
 ) -> None:
     """Sweep optimisation power on one environment; plot proxy and true return; flag a phase transition."""
     from mlsafety.alignment.proxy.report import mitigation_section, sweep_section, write_report
@@ -68,7 +75,10 @@ def sweep_command(
         raise fail(f"--seeds must be >= 1; got {seeds}.")
     if not (math.isfinite(proxy_noise) and proxy_noise >= 0):
         raise fail(f"--proxy-noise must be a finite number >= 0; got {proxy_noise}.")
-    result = sweep(env, knob, values=_floats(values, "--values"), seeds=seeds, proxy_noise=proxy_noise)
+    runner = make_cli_executor(executor, address, workers)
+    with runner:
+        result = sweep(env, knob, values=_floats(values, "--values"), seeds=seeds, proxy_noise=proxy_noise,
+                       executor=runner)
     sections = [sweep_section(result)]
     if mitigations:
         sections.append(mitigation_section(result))

@@ -231,8 +231,20 @@ def noisy_proxy(mdp: TabularMDP, proxy_noise: float, seed: int) -> np.ndarray:
     return mdp.proxy_rewards + proxy_noise * _scale(mdp.proxy_rewards) * rng.standard_normal(mdp.proxy_rewards.shape)
 
 
+def sweep_seed(shard: Any, shared: tuple[TabularMDP, Knob, list[float], float]) -> dict[str, Any]:
+    """One seed of a sweep (a shard): the optimiser's policies at every power level and their
+    exact proxy and true returns. The seed is the shard's own (``shard.params["seed"]``)."""
+    mdp, spec, grid, proxy_noise = shared
+    seed = int(shard.params["seed"])
+    policies = spec.policies(mdp, noisy_proxy(mdp, proxy_noise, seed), grid, seed)
+    return {"policies": policies,
+            "proxy": [evaluate_policy(mdp, policies[k], "proxy") for k in range(len(grid))],
+            "true": [evaluate_policy(mdp, policies[k], "true") for k in range(len(grid))]}
+
+
 def sweep(env: Any, knob: str = "horizon", values: Sequence[float] | None = None, seeds: int | Sequence[int] = 5,
-          proxy_noise: float = 0.05, min_ratio: float = 3.0, min_fraction: float = 0.3) -> SweepResult:
+          proxy_noise: float = 0.05, min_ratio: float = 3.0, min_fraction: float = 0.3,
+          executor: Any = None) -> SweepResult:
     """Optimise the proxy at each power level for each seed; evaluate proxy and true return exactly.
 
     Parameters
@@ -248,6 +260,9 @@ def sweep(env: Any, knob: str = "horizon", values: Sequence[float] | None = None
         Number of seeds (0..n-1) or explicit seeds.
     proxy_noise : float
         Per-seed noise on the proxy, in units of the proxy's standard deviation.
+    executor : mlsafety.execution.Executor, optional
+        Runs the seeds as shards (default: one after the other in this process); the
+        result does not depend on it.
 
     Returns
     -------
@@ -270,15 +285,14 @@ def sweep(env: Any, knob: str = "horizon", values: Sequence[float] | None = None
     if grid.ndim != 1 or grid.size < 2:
         raise parameter_error("values", "sweep", "at least two power levels", values)
     grid = np.sort(grid) if spec.increasing else np.sort(grid)[::-1]
-    proxy_returns = np.empty((len(seed_list), grid.size))
-    true_returns = np.empty_like(proxy_returns)
-    policies = np.empty((len(seed_list), grid.size, mdp.n_states, mdp.n_actions))
-    for i, seed in enumerate(seed_list):
-        proxy = noisy_proxy(mdp, proxy_noise, seed)
-        policies[i] = spec.policies(mdp, proxy, grid.tolist(), seed)
-        for k in range(grid.size):
-            proxy_returns[i, k] = evaluate_policy(mdp, policies[i, k], "proxy")
-            true_returns[i, k] = evaluate_policy(mdp, policies[i, k], "true")
+    check_positive(proxy_noise, "proxy_noise", "sweep", allow_zero=True)
+    from mlsafety.execution import LocalExecutor, Shard
+
+    shards = [Shard(f"seed-{i}", {"seed": seed}, seed) for i, seed in enumerate(seed_list)]
+    runs = (executor or LocalExecutor()).map(sweep_seed, shards, shared=(mdp, spec, grid.tolist(), proxy_noise))
+    policies = np.stack([np.asarray(run["policies"], dtype=float) for run in runs])
+    proxy_returns = np.asarray([run["proxy"] for run in runs], dtype=float)
+    true_returns = np.asarray([run["true"] for run in runs], dtype=float)
     transition = find_phase_transition(grid, true_returns, min_ratio, min_fraction)
     return SweepResult(mdp.name, knob, grid, seed_list, proxy_returns, true_returns, policies, transition,
                        {"proxy_noise": proxy_noise, "min_ratio": min_ratio, "min_fraction": min_fraction,
