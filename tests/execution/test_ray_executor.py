@@ -95,5 +95,5 @@ def test_bad_settings_are_refused() -> None:
         RayExecutor(workers=0)
     with pytest.raises(InvalidParameterError, match="HOST:PORT"):
         RayExecutor(address="no-port")
-    with pytest.raises(ExecutorUnavailableError, match="no Ray cluster answers at 127.0.0.1:1"):
+    with pytest.raises(ExecutorUnavailableError, match=r"no Ray cluster answers at 127\.0\.0\.1:1"):
         check_reachable("127.0.0.1:1")
