@@ -1,7 +1,9 @@
 """The ETHICS data set (Hendrycks, Burns, Basart, Critch, Li, Song & Steinhardt 2021,
 "Aligning AI With Shared Human Values", ICLR), read from files the user already has.
 
-Nothing is downloaded. Two layouts are understood:
+Nothing is downloaded. The files are read where they are -- a path the user gives, or
+``$MLSAFETY_DATA/ethics`` when no path is given (:func:`ethics_root`) -- plain or
+gzip-compressed (``util_train.csv.gz``). Two layouts are understood:
 
 * the original tarball (``ethics/utilitarianism/util_train.csv`` without a header, column
   0 being the more pleasant scenario; ``commonsense/cm_train.csv``,
@@ -20,7 +22,10 @@ its rows are.
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +51,24 @@ PAPER_SIZES = {
     "justice": {"train": 21791, "test": 2704, "test_hard": 2052},
     "virtue": {"train": 28245, "test": 4975, "test_hard": 4780},
 }
-_SUFFIXES = (".csv", ".jsonl", ".json")
+_SUFFIXES = (".csv", ".jsonl", ".json", ".csv.gz", ".jsonl.gz", ".json.gz")
+
+
+def ethics_root(path: str | Path | None = None) -> Path:
+    """The ETHICS folder: ``path`` when given, else ``$MLSAFETY_DATA/ethics``.
+
+    Raises
+    ------
+    DataNotFoundError
+        If no path is given and ``MLSAFETY_DATA`` is unset.
+    """
+    if path is not None:
+        return Path(path).expanduser()
+    root = os.environ.get("MLSAFETY_DATA")
+    if not root:
+        raise DataNotFoundError("no ETHICS path given and MLSAFETY_DATA is unset; pass the ethics folder (holding "
+                                "utilitarianism/util_train.csv[.gz]) or set MLSAFETY_DATA to the folder above it.")
+    return Path(root).expanduser() / "ethics"
 
 
 def _find_file(path: Path, subset: str, split: str) -> Path:
@@ -71,7 +93,8 @@ def _read_rows(file: Path) -> tuple[list[str] | None, list[list[str]] | list[dic
     """(header, rows) of a CSV; (None, list of dicts) of JSON lines."""
     try:
         return _read_rows_unchecked(file)
-    except (UnicodeDecodeError, csv.Error, json.JSONDecodeError, AttributeError, EOFError, OSError) as error:
+    except (UnicodeDecodeError, csv.Error, json.JSONDecodeError, AttributeError, EOFError, OSError,
+            gzip.BadGzipFile) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise InvalidInputError(
@@ -80,13 +103,24 @@ def _read_rows(file: Path) -> tuple[list[str] | None, list[list[str]] | list[dic
         ) from error
 
 
+def _open_text(file: Path) -> io.TextIOBase:
+    """A UTF-8 text stream of ``file``, decompressing gzip (recognised by its magic bytes)."""
+    with file.open("rb") as probe:
+        compressed = probe.read(2) == b"\x1f\x8b"
+    if compressed:
+        return io.TextIOWrapper(gzip.open(file, "rb"), encoding="utf-8", newline="")  # type: ignore[return-value]
+    return file.open(newline="", encoding="utf-8")  # type: ignore[return-value]
+
+
 def _read_rows_unchecked(file: Path) -> tuple[list[str] | None, list[list[str]] | list[dict[str, str]]]:
-    if file.suffix in (".jsonl", ".json"):
-        text = file.read_text(encoding="utf-8").strip()
+    name = file.name[:-3] if file.name.endswith(".gz") else file.name
+    if name.endswith((".jsonl", ".json")):
+        with _open_text(file) as stream:
+            text = stream.read().strip()
         records = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()
                                                                   if line.strip()]
         return None, [{k: "" if v is None else str(v) for k, v in r.items()} for r in records]
-    with file.open(newline="", encoding="utf-8") as stream:
+    with _open_text(file) as stream:
         rows = [r for r in csv.reader(stream) if r]
     if not rows:
         raise InvalidInputError(f"ETHICS file {str(file)!r} is empty.")
@@ -100,13 +134,14 @@ def _warn_size(subset: str, split: str, n: int, file: Path) -> None:
                       "are not comparable with the published figures.", MLSafetyWarning, stacklevel=3)
 
 
-def load_ethics_utilitarianism(path: str | Path, split: str = "train") -> Pairs:
+def load_ethics_utilitarianism(path: str | Path | None = None, split: str = "train") -> Pairs:
     """Utilitarianism pairs (first = more pleasant) from either layout.
 
     Parameters
     ----------
-    path : path
-        The ``ethics`` folder, the ``utilitarianism`` folder, or one CSV / JSON-lines file.
+    path : path, optional
+        The ``ethics`` folder, the ``utilitarianism`` folder, or one CSV / JSON-lines file
+        (each optionally ``.gz``); default ``$MLSAFETY_DATA/ethics``.
     split : str
         ``train``, ``test`` or ``test_hard`` (any name when a file is given).
 
@@ -115,7 +150,7 @@ def load_ethics_utilitarianism(path: str | Path, split: str = "train") -> Pairs:
     DataNotFoundError, InvalidInputError
         Missing file; wrong columns; empty texts; identical texts on both sides.
     """
-    file = _find_file(Path(path), "utilitarianism", split)
+    file = _find_file(ethics_root(path), "utilitarianism", split)
     header, rows = _read_rows(file)
     if header is None:  # JSON records
         records = rows
@@ -166,7 +201,7 @@ class EthicsExamples:
         return len(self.texts)
 
 
-def load_ethics(path: str | Path, subset: str, split: str = "train") -> EthicsExamples:
+def load_ethics(path: str | Path | None, subset: str, split: str = "train") -> EthicsExamples:
     """Load a classification subset (commonsense, deontology, justice, virtue).
 
     Texts: commonsense ``input``; deontology ``scenario + " " + excuse``; justice
@@ -178,7 +213,7 @@ def load_ethics(path: str | Path, subset: str, split: str = "train") -> EthicsEx
     if subset not in SUBSETS or subset == "utilitarianism":
         raise InvalidInputError(f"`subset` must be one of commonsense, deontology, justice, virtue; got {subset!r}. "
                                 "Use load_ethics_utilitarianism for the utilitarianism pairs.")
-    file = _find_file(Path(path), subset, split)
+    file = _find_file(ethics_root(path), subset, split)
     header, rows = _read_rows(file)
     if header is not None:
         lowered = [h.lower() for h in header]
@@ -267,3 +302,31 @@ class EthicsClassifier(UtilityModel):
         if groups is not None:
             out["exact_match"] = group_exact_match(correct, groups)
         return out
+
+
+def ethics_pairwise(utilities: np.ndarray | torch.Tensor, pairs: Pairs, n_resamples: int = 2000,
+                    seed: int = 0) -> dict[str, float]:
+    """The paper's Utilitarianism metric with a 95% percentile-bootstrap interval.
+
+    Hendrycks et al. (2021) count a pair as right when the model ranks the first scenario
+    (the more pleasant one) above the second: ``U(s1) > U(s2)``.
+
+    Parameters
+    ----------
+    utilities : array (len(pairs.texts),)
+        U of every text of the pool.
+    pairs : Pairs
+
+    Returns
+    -------
+    dict with ``accuracy``, ``low``, ``high`` and ``n_pairs``.
+    """
+    from mlsafety.alignment.values.metrics import bootstrap_interval, pair_correctness
+
+    u = np.asarray(utilities.numpy() if isinstance(utilities, torch.Tensor) else utilities, dtype=np.float64)
+    if u.shape != (len(pairs.texts),):
+        raise ShapeError(f"`utilities` must hold one value per text of the pool ({len(pairs.texts)}); got "
+                         f"shape {u.shape}.")
+    correct = pair_correctness(u[pairs.better], u[pairs.worse])
+    low, high = bootstrap_interval(correct, n_resamples=n_resamples, seed=seed)
+    return {"accuracy": float(correct.mean()), "low": low, "high": high, "n_pairs": len(pairs)}

@@ -92,3 +92,35 @@ def evaluate_pairs(utilities: Any, better: np.ndarray, worse: np.ndarray, hard: 
         out["hard_pairwise_accuracy"] = pairwise_accuracy(u[better][hard], u[worse][hard])
         out["n_hard_pairs"] = float(np.sum(hard))
     return out
+
+
+def bootstrap_interval(correct: Any, n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float,
+                                                                                                             float]:
+    """Percentile bootstrap interval of a mean accuracy (Efron & Tibshirani 1993, "An
+    Introduction to the Bootstrap", ch. 13): resample the per-item scores with replacement
+    ``n_resamples`` times and take the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles
+    of the resampled means.
+
+    >>> bootstrap_interval([1.0] * 10)
+    (1.0, 1.0)
+    """
+    c = _array(correct, "correct")
+    if not 0 < level < 1:
+        raise InvalidInputError(f"`level` must lie in (0, 1); got {level}.")
+    if int(n_resamples) < 1:
+        raise InvalidInputError(f"`n_resamples` must be a positive integer; got {n_resamples}.")
+    rng = np.random.default_rng(seed)
+    means = np.empty(int(n_resamples))
+    for start in range(0, int(n_resamples), 256):  # in blocks: bounded memory for large sets
+        stop = min(int(n_resamples), start + 256)
+        means[start:stop] = c[rng.integers(0, c.size, size=(stop - start, c.size))].mean(1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def pair_correctness(u_better: Any, u_worse: Any) -> np.ndarray:
+    """Per-pair score of :func:`pairwise_accuracy`: 1 if U(better) > U(worse), 1/2 on a tie, else 0."""
+    a, b = _array(u_better, "u_better"), _array(u_worse, "u_worse")
+    if a.shape != b.shape:
+        raise ShapeError(f"`u_better` and `u_worse` must have the same length; got {a.size} and {b.size}.")
+    return (a > b) + 0.5 * (a == b)
