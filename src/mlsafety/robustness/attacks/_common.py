@@ -258,6 +258,10 @@ class Attack(Perturbation):
                 yb = y[start:start + classifier.batch_size].to(device)
                 adv = self._attack_batch(classifier, xb, yb, generator)
                 outputs.append(adv.detach().to(x.device, x.dtype))
+        if len(outputs) == 1:
+            # one batch: no copy through cat, unless the attack handed back the caller's tensor
+            out = outputs[0]
+            return out.clone() if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() else out
         return torch.cat(outputs)
 
     def _y_holds_targets(self) -> bool:

@@ -58,7 +58,7 @@ def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, n
         ids = (~fooled).nonzero().squeeze(1)
         if ids.numel() == 0:
             break
-        origin, labels = x[ids], y[ids]
+        origin, labels = (x, y) if ids.numel() == x.shape[0] else (x[ids], y[ids])
         # Linf: the ball and the image box as per-pixel bounds, so a step is three passes
         # (sign, add, clamp) over the batch, all in place
         bounds = linf_box(origin, epsilon) if norm == "Linf" else None
@@ -74,17 +74,24 @@ def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, n
                 with torch.no_grad():
                     logits = forward(current)
             success = is_success(logits, labels, targeted)
+            keep = None
             if early_stop and bool(success.any()):
                 result[ids[success]] = current[success]
                 fooled[ids[success]] = True
                 keep = ~success
-                ids, origin, labels, current, grad = ids[keep], origin[keep], labels[keep], current[keep], grad[keep]
-                if bounds is not None:
-                    bounds = (bounds[0][keep], bounds[1][keep])
+                ids, labels = ids[keep], labels[keep]
+                if bounds is None:
+                    origin, current, grad = origin[keep], current[keep], grad[keep]
             if step == n_steps or ids.numel() == 0:
+                if keep is not None and bounds is not None:
+                    current = current[keep]
                 break
             if bounds is not None:
+                # the step is elementwise: taken on the whole batch, then the samples that left
+                # are dropped (one copy of the batch fewer than dropping them from the gradient)
                 current = torch.clamp(current.add_(grad.sign_(), alpha=step_size), *bounds, out=current)
+                if keep is not None:
+                    current, bounds = current[keep], (bounds[0][keep], bounds[1][keep])
             else:
                 current = project(current + step_size * steepest_direction(grad, norm), origin, epsilon, norm)
         if ids.numel():
