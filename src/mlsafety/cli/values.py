@@ -49,6 +49,17 @@ def _default_for(encoder: str | None, encoder_path: str | None) -> Path:
     return trained[-1] if trained else default_model_path()
 
 
+def _is_finetuned(path: Path) -> bool:
+    """Whether ``path`` holds a FineTunedUtility (``values train --finetune-layers``)."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            return '"mlsafety.values.finetuned/' in (handle.metadata() or {}).get("mlsafety", "")
+    except Exception:
+        return False  # UtilityModel.load gives the error message
+
+
 def _load_utility(model: Path | None, encoder: str | None, encoder_path: str | None) -> Any:
     """Load ``model`` (default: the one trained with ``encoder``), checking that the encoders agree."""
     from mlsafety.alignment.values.utility import UtilityModel, resolve_encoder
@@ -58,6 +69,12 @@ def _load_utility(model: Path | None, encoder: str | None, encoder_path: str | N
 
         ENCODERS.get(encoder)  # unknown names fail here, with suggestions
     path = model or _default_for(encoder, encoder_path)
+    if path.is_file() and _is_finetuned(path):
+        from mlsafety.alignment.values.finetune import FineTunedUtility
+
+        if encoder not in (None, "minilm") or encoder_path is not None:
+            raise fail(f"{path} is a fine-tuned MiniLM utility; drop --encoder/--encoder-path.")
+        return FineTunedUtility.load(path)
     utility = UtilityModel.load(path)
     trained_with = getattr(resolve_encoder(utility.encoder), "registry_name", None)
     if encoder is not None and trained_with is not None and encoder != trained_with:
@@ -92,13 +109,20 @@ def _vader_splits(seed: int, n_pairs: int, domains: str | None) -> Any:
 def _pair_accuracy(model: Any, pairs: Any, bar: Any = None) -> dict[str, float]:
     from mlsafety.alignment.values.metrics import evaluate_pairs
 
-    if bar is None:
+    if not hasattr(model, "encoder"):  # a fine-tuned utility scores texts itself
+        u = model.utility(pairs.texts, progress=bar).numpy()
+    elif bar is None:
         u = model.score_texts(pairs.texts).numpy()
     else:
         from mlsafety.alignment.values.utility import resolve_encoder
 
         u = model.utility(_encode(resolve_encoder(model.encoder), pairs.texts, bar)).numpy()
-    return evaluate_pairs(u, pairs.better, pairs.worse, pairs.hard if pairs.hard.any() else None)
+    out = evaluate_pairs(u, pairs.better, pairs.worse, pairs.hard if pairs.hard.any() else None)
+    from mlsafety.alignment.values.ethics import ethics_pairwise
+
+    interval = ethics_pairwise(u, pairs)
+    out["low"], out["high"] = interval["low"], interval["high"]
+    return out
 
 
 @values_app.command("train")
@@ -113,6 +137,8 @@ def train(
     domains: Annotated[str | None, typer.Option(help="VADER domains, comma-separated (default all): tweets, movie_reviews, nyt_editorials, amazon_reviews.")] = None,
     n_pairs: Annotated[int, typer.Option(help="Training pairs built from the VADER ratings.")] = 20000,
     weight_decay: Annotated[float, typer.Option(help="L2 penalty.")] = 1e-2,
+    finetune_layers: Annotated[int | None, typer.Option(help="Fine-tune MiniLM end to end (ETHICS or pair files): the top N transformer layers and the head, with the Bradley–Terry loss; -1 = all layers. Minutes per epoch on a CPU.")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the pairs when fine-tuning.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed (data split and training).")] = 0,
     out: Annotated[Path | None, typer.Option(help="Model file (.safetensors). Default: the cache's values/utility[-ENCODER].safetensors.")] = None,
 ) -> None:
@@ -132,6 +158,15 @@ def train(
     if not (math.isfinite(weight_decay) and weight_decay >= 0):
         raise fail(f"--weight-decay must be a finite number >= 0; got {weight_decay}.")
     check_seed(seed)
+    if finetune_layers is not None:
+        if not (ethics or pairs):
+            raise fail("--finetune-layers needs pairs: give --ethics PATH or --pairs FILE.")
+        if finetune_layers < -1:
+            raise fail(f"--finetune-layers must be -1 (all) or a number of layers >= 0; got {finetune_layers}.")
+        if encoder != "minilm" or encoder_path is not None:
+            raise fail("--finetune-layers fine-tunes the default MiniLM; drop --encoder/--encoder-path.")
+        if not (math.isfinite(epochs) and epochs > 0):
+            raise fail(f"--epochs must be a number > 0; got {epochs}.")
     if out is not None:
         check_out_file(out, "--out", [".safetensors"])
     from mlsafety.report.progress import step
@@ -148,16 +183,27 @@ def train(
             embeddings = _encode(enc, data.texts, bar)
             with step(bar, f"fitting the utility on {len(data):,} pairs"):
                 model.fit_pairs(embeddings[data.better], embeddings[data.worse])
+            if finetune_layers is not None:
+                from mlsafety.alignment.values.finetune import FineTunedUtility
+
+                model = FineTunedUtility(n_trainable_layers=finetune_layers, n_epochs=epochs, seed=seed).fit_pairs(
+                    data.better_texts, data.worse_texts, init_head=model, progress=bar)
+            test_accuracy = {}
             if ethics:
-                try:
-                    test_pairs = load_ethics_utilitarianism(ethics, "test")
-                except FileNotFoundError:
-                    test_pairs = None
-                test_accuracy = _pair_accuracy(model, test_pairs, bar) if test_pairs is not None else None
+                for split in ("test", "test_hard"):
+                    try:
+                        test_pairs = load_ethics_utilitarianism(ethics, split)
+                    except FileNotFoundError:
+                        continue
+                    test_accuracy[split] = _pair_accuracy(model, test_pairs, bar)
         meta.update({"data": "ethics" if ethics else "pairs", "path": str(Path(ethics or pairs).resolve())})  # type: ignore[arg-type]
         message = f"trained on {len(data):,} pairs"
-        if ethics and test_accuracy is not None:
-            message += f"; ETHICS test pairwise accuracy {test_accuracy['pairwise_accuracy']:.4f}"
+        if finetune_layers is not None:
+            message += (f" (fine-tuned, {model.seconds_per_epoch_:.0f} s per epoch, "
+                        f"{model.cpu_seconds_per_epoch_:.0f} CPU s)")
+        for split, row in test_accuracy.items():
+            message += (f"; ETHICS {split.replace('_', '-')} pairwise accuracy {row['pairwise_accuracy']:.4f} "
+                        f"(95% bootstrap {row['low']:.4f}-{row['high']:.4f})")
     else:
         splits = _vader_splits(seed, n_pairs, domains)
         with bar:
@@ -172,7 +218,8 @@ def train(
         message = (f"trained on {len(splits.train_pairs) if loss_name != 'regression' else len(splits.train)} "
                    f"{'pairs' if loss_name != 'regression' else 'rated texts'}; held-out pairwise accuracy "
                    f"{test['pairwise_accuracy']:.4f} (hard pairs {test.get('hard_pairwise_accuracy', float('nan')):.4f})")
-    path = model.save(out or default_model_path(enc.registry_name), extra=meta)
+    default = default_model_path("minilm-finetuned" if finetune_layers is not None else enc.registry_name)
+    path = model.save(out or default, extra=meta)
     console.print(message, markup=False)
     print_written("saved", path)
 
@@ -224,20 +271,30 @@ def _evaluate(model: Path | None, ethics: str | None, pairs: str | None, out: Pa
 
         sets = ({split: load_ethics_utilitarianism(ethics, split) for split in ("test", "test_hard")}
                 if ethics else {"pairs": load_pair_file(pairs)})  # type: ignore[arg-type]
-        metrics = {f"{name}_pairwise_accuracy": _pair_accuracy(utility, data)["pairwise_accuracy"]
-                   for name, data in sets.items()}
+        with progress_bar() as bar:
+            rows = {name: _pair_accuracy(utility, data, bar) for name, data in sets.items()}
+        metrics = {f"{name}_pairwise_accuracy": row["pairwise_accuracy"] for name, row in rows.items()}
         headline = metrics.get("test_pairwise_accuracy", next(iter(metrics.values())))
         metrics["pairwise_accuracy"] = headline
         failing = [k for k, v in thresholds.items() if k in metrics and metrics[k] < v]
         first = next(iter(sets.values()))
         verdict, reason = fit_verdict(headline, len(first))
+        note = ", ".join(f"{len(d):,} pairs of {n}" for n, d in sets.items()) + "."
+        if ethics:
+            from mlsafety.alignment.values.ethics import PAPER_RESULTS
+
+            note += (" Verdict on test; test_hard (adversarially filtered) is reported, not judged. Hendrycks et al. "
+                     "(2021), Table 2, test / hard test: " + "; ".join(
+                         f"{name} {a:.1f} / {b:.1f}" for name, (a, b) in PAPER_RESULTS.items()) + ".")
         section = CheckResult("fit", "Pairwise accuracy", "fail" if failing else verdict,  # type: ignore[arg-type]
-                              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"; {reason}.", metrics=metrics,
-                              tables=[Table("Pairwise accuracy", ["set", "pairs", "accuracy"],
-                                            [[n, len(d), round(metrics[f"{n}_pairwise_accuracy"], 4)]
+                              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"; {reason}" +
+                              "".join(f"; {k} {metrics[k]:.4f} is below --fail-under {thresholds[k]}" for k in failing)
+                              + ".", metrics=metrics,
+                              tables=[Table("Pairwise accuracy", ["set", "pairs", "accuracy", "95% bootstrap interval"],
+                                            [[n, len(d), round(rows[n]["pairwise_accuracy"], 4),
+                                              f"{rows[n]['low']:.4f}-{rows[n]['high']:.4f}"]
                                              for n, d in sets.items()])],
-                              data_note=", ".join(f"{len(d):,} pairs of {n}" for n, d in sets.items()) + ".",
-                              next_step=FIT_NEXT_STEP)
+                              data_note=note, next_step=FIT_NEXT_STEP)
         sections = [section]
         _, html = render_report(out, sections, {"model": model_name}, title="mlsafety values report")
     else:

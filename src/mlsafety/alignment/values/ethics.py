@@ -51,6 +51,10 @@ PAPER_SIZES = {
     "justice": {"train": 21791, "test": 2704, "test_hard": 2052},
     "virtue": {"train": 28245, "test": 4975, "test_hard": 4780},
 }
+# Hendrycks et al. (2021), Table 2: Utilitarianism pairwise accuracy (%), test / hard test, of the
+# fine-tuned encoders (see docs/values.md for which figures we could check against the paper's text)
+PAPER_RESULTS = {"BERT-base": (73.4, 44.9), "BERT-large": (74.6, 49.1), "RoBERTa-large": (79.5, 62.9),
+                 "ALBERT-xxlarge": (81.9, 67.4)}
 _SUFFIXES = (".csv", ".jsonl", ".json", ".csv.gz", ".jsonl.gz", ".json.gz")
 
 
