@@ -273,7 +273,8 @@ def _run_distributed(context: AuditContext, instances: list[Check], results_dir:
     executor = context.executor
     finished: dict[str, CheckResult] = {}
     pending: dict[str, _Pending] = {}
-    tasks: list[Task] = []
+    whole: list[Task] = []
+    fine: list[Task] = []
     owners: dict[int, str] = {}  # id(shard) -> check
     shared_context: Any = None
     for check in instances:
@@ -308,7 +309,10 @@ def _run_distributed(context: AuditContext, instances: list[Check], results_dir:
             new = [Task(run_whole_check, plan.shards[0], shared_context)]
         pending[check.name] = _Pending(check, plan, config, digest, tick, {})
         owners.update((id(task.shard), check.name) for task in new)
-        tasks += new
+        # whole checks (long, indivisible) go first and the small shards fill in around them,
+        # so the run does not end waiting on one long check (longest-first scheduling)
+        (whole if plan.function is run_whole_check else fine).extend(new)
+    tasks = whole + fine
     progress = bar.add_task(f"audit ({executor.name}, {executor.workers} workers)", total=len(tasks))
 
     def on_result(task: Task, value: Any, resumed: bool) -> None:
