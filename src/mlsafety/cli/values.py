@@ -132,7 +132,7 @@ def train(
     encoder_path: Annotated[str | None, typer.Option(help="Model folder for --encoder local.")] = None,
     head: Annotated[str, typer.Option(help="linear or mlp.")] = "linear",
     loss: Annotated[str, typer.Option(help="bradley-terry (pairs) or regression (ratings; VADER only).")] = "bradley-terry",
-    ethics: Annotated[str | None, typer.Option(help="Train on ETHICS utilitarianism: the ethics folder or a CSV file.")] = None,
+    ethics: Annotated[str | None, typer.Option(help="Train on ETHICS utilitarianism: the ethics folder (util_*.csv or .csv.gz) or one file; also reports test and test-hard accuracy.")] = None,
     pairs: Annotated[str | None, typer.Option(help="Train on a CSV of pairs (better,worse).")] = None,
     domains: Annotated[str | None, typer.Option(help="VADER domains, comma-separated (default all): tweets, movie_reviews, nyt_editorials, amazon_reviews.")] = None,
     n_pairs: Annotated[int, typer.Option(help="Training pairs built from the VADER ratings.")] = 20000,
