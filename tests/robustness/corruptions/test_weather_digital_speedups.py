@@ -367,3 +367,23 @@ def test_snow_matches_the_plain_formulation(shape: tuple[int, ...]) -> None:
         params = snow.parameters_for(*shape[-2:])
         torch.testing.assert_close(snow._corrupt(x, params, snow._generator("cpu")),
                                    _plain_snow(x, params, snow._generator("cpu")), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_jpeg_packed_words_equal_a_plain_round_trip_per_image(channels: int) -> None:
+    # the batched path (RGBX words, groups of images in reused buffers) changes nothing: every
+    # image equals its own quantise -> encode -> decode in the codec's plain RGB or gray layout
+    from mlsafety.robustness.corruptions.digital import JPEGCompression, jpeg_round_trip
+
+    generator = torch.Generator().manual_seed(4)
+    x = torch.nn.functional.interpolate(torch.rand(5, channels, 9, 7, generator=generator), size=(36, 28),
+                                        mode="bilinear", align_corners=False)
+    corruption = JPEGCompression(severity=4, resolution="imagenet")
+    corruption.work_elements = 2 * x[0].numel()  # three groups, the last one short
+    quality = int(corruption.parameters_for(36, 28))
+    expected = []
+    for image in x:
+        pixels = (image * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        jpeg_round_trip(pixels, quality)
+        expected.append(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
+    assert torch.equal(corruption(x), torch.stack(expected))

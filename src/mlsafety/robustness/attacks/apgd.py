@@ -76,6 +76,14 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
     x_adv = (x + epsilon * noise).clamp(0.0, 1.0)
 
     def evaluate(points: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if eot_iter == 1:
+            # the gradient itself: no zero tensor to add it to and no division by one
+            points_ = points.detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = forward(points_)
+                values = loss(logits, rows)
+                (g,) = torch.autograd.grad(values.sum(), points_, allow_unused=True)
+            return logits.detach(), values.detach(), torch.zeros_like(points) if g is None else g.detach()
         grad = torch.zeros_like(points)
         for _ in range(eot_iter):
             points_ = points.detach().requires_grad_(True)
@@ -143,7 +151,10 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
         with torch.no_grad():
             loss_steps[i] = loss_value
             improved = loss_value > loss_best
-            x_best[improved], grad_best[improved] = x_adv[improved], grad[improved]
+            # one pass each, where masked indexing gathers and scatters (every sample improves
+            # in the early steps)
+            mask = _view(improved, x_adv)
+            x_best, grad_best = torch.where(mask, x_adv, x_best), torch.where(mask, grad, grad_best)
             loss_best = torch.where(improved, loss_value, loss_best)
             since_check += 1
             if since_check == until_check:

@@ -161,8 +161,10 @@ def sample_poisson(rate: torch.Tensor, generator: torch.Generator, max_rate: flo
         index[pending] += 1
         pending = pending[cdf[index[pending]] < uniform[pending]]
     counts = work.copy_(index).addcmul_(row, torch.tensor(-float(length), device=rate.device))
-    pending = (delta > SNAP).nonzero().squeeze(1)
-    if pending.numel():
+    # images decoded from 8 bits have every rate on the grid: one read-only pass says so, where
+    # a comparison and ``nonzero`` would each write a full-size tensor
+    if delta.numel() and float(delta.max()) > SNAP:
+        pending = (delta > SNAP).nonzero().squeeze(1)
         remaining = delta[pending].mul_(step)
         while pending.numel():
             remaining += torch.rand(len(pending), generator=generator, device=rate.device).log_()
