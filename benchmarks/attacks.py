@@ -22,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def throughput(args: argparse.Namespace) -> dict:
     Two settings per model: ``--epsilon-survive`` (small: nearly every image survives, so the
     per-sample early exit saves nothing and the per-step cost shows) and ``--epsilon`` (about
     half break). Every timing is CPU seconds of this process (one thread), the minimum over
-    ``--repeats`` rounds in which the limit, ours and torchattacks run back to back. The images
+    ``--repeats`` rounds in which the limit, ours and torchattacks run back to back (the JSON also
+    has the medians over the rounds and their ratios). The images
     are the first ``--n`` test images each model classifies correctly. Robust accuracy is
     re-scored in fp32 for every attack (also the bf16 one).
     """
@@ -147,6 +149,7 @@ def throughput(args: argparse.Namespace) -> dict:
                       "load_average_start": os.getloadavg(), "date": datetime.datetime.now(
                           datetime.timezone.utc).isoformat(), "models": {}}
     models = benchmark_models()
+    loads = [os.getloadavg()[0]]
     for model_name, classifier in models.items():
         if args.models and model_name not in args.models.split(","):
             continue
@@ -161,7 +164,7 @@ def throughput(args: argparse.Namespace) -> dict:
         rows = {}
         for setting, eps in (("survive", args.epsilon_survive), ("break", args.epsilon)):
             runs = _runs(classifier, module, x, y, eps, args.apgd_steps)
-            best = {name: float("inf") for name in runs}
+            times = {name: [] for name in runs}
             adversarial = {}
             for name, (run, _) in runs.items():  # warm-up
                 adversarial[name] = run()
@@ -169,20 +172,26 @@ def throughput(args: argparse.Namespace) -> dict:
                 for name, (run, _) in runs.items():
                     start = time.process_time()
                     run()
-                    best[name] = min(best[name], time.process_time() - start)
+                    times[name].append(time.process_time() - start)
+                loads.append(os.getloadavg()[0])
+            best = {name: min(values) for name, values in times.items()}
+            median = {name: statistics.median(values) for name, values in times.items()}
             limit = best["limit"] / runs["limit"][1]
+            limit_median = median["limit"] / runs["limit"][1]
             for name, (_, n_steps) in runs.items():
                 per_step = best[name] / n_steps
-                row = {"seconds": round(best[name], 4), "ms_per_step": round(1000 * per_step, 3),
-                       "per_step_over_limit": round(per_step / limit, 3)}
+                row = {"seconds": round(best[name], 4), "seconds_median": round(median[name], 4),
+                       "ms_per_step": round(1000 * per_step, 3), "per_step_over_limit": round(per_step / limit, 3),
+                       "per_step_over_limit_median": round(median[name] / n_steps / limit_median, 3)}
                 if name != "limit":
                     row["robust_accuracy_fp32"] = _accuracy(classifier, adversarial[name], y)
                 rows[f"{setting}/{name}"] = row
             for attack in ("pgd10", f"apgd{args.apgd_steps}"):
-                ours, theirs = rows[f"{setting}/{attack}_ours"], rows[f"{setting}/{attack}_torchattacks"]
-                ours["speedup_vs_torchattacks"] = round(theirs["seconds"] / ours["seconds"], 3)
-                bf16 = rows[f"{setting}/{attack}_ours_bf16"]
-                bf16["speedup_vs_torchattacks"] = round(theirs["seconds"] / bf16["seconds"], 3)
+                theirs = rows[f"{setting}/{attack}_torchattacks"]
+                for variant in ("ours", "ours_bf16"):
+                    row = rows[f"{setting}/{attack}_{variant}"]
+                    row["speedup_vs_torchattacks"] = round(theirs["seconds"] / row["seconds"], 3)
+                    row["speedup_vs_torchattacks_median"] = round(theirs["seconds_median"] / row["seconds_median"], 3)
             for name, row in rows.items():
                 if name.startswith(setting):
                     table.append((model_name, eps, name.split("/")[1], row))
@@ -190,10 +199,13 @@ def throughput(args: argparse.Namespace) -> dict:
         out["models"][model_name] = {"clean_accuracy": clean, "forward_backward_seconds": round(limit, 5),
                                      "rows": rows}
     out["load_average_end"] = os.getloadavg()
-    print(f"\n{'model':14s} {'eps':>6s} {'run':26s} {'ms/step':>8s} {'/limit':>7s} {'vs TA':>6s} {'robust':>7s}")
+    out["load_1min_during"] = {"min": min(loads), "median": statistics.median(loads), "max": max(loads)}
+    print(f"\n{'model':14s} {'eps':>6s} {'run':26s} {'ms/step':>8s} {'/limit':>7s} {'med.':>6s} {'vs TA':>6s} "
+          f"{'med.':>6s} {'robust':>7s}")
     for model_name, eps, name, row in table:
         print(f"{model_name:14s} {eps:6.3f} {name:26s} {row['ms_per_step']:8.2f} {row['per_step_over_limit']:7.3f} "
-              f"{row.get('speedup_vs_torchattacks', float('nan')):6.2f} "
+              f"{row['per_step_over_limit_median']:6.3f} {row.get('speedup_vs_torchattacks', float('nan')):6.2f} "
+              f"{row.get('speedup_vs_torchattacks_median', float('nan')):6.2f} "
               f"{row.get('robust_accuracy_fp32', float('nan')):7.3f}")
     return out
 
