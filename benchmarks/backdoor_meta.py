@@ -44,18 +44,22 @@ import torch
 from mlsafety.data import default_splits
 from mlsafety.monitoring.backdoor import NeuralCleanse
 from mlsafety.monitoring.backdoor._model_detector import BACKDOOR_MODEL_DETECTORS
-from mlsafety.monitoring.backdoor.calibration import calibrated_decision
+from mlsafety.monitoring.backdoor.calibration import calibrated_decision, class_conditional_scores
 from mlsafety.monitoring.backdoor.model_level import (
+    class_vectors,
     fitted_meta_detectors,
     meta_key,
     reverse_engineering_key,
     reverse_engineering_statistics,
+    shadow_class_vectors,
     split_clean_rows,
 )
 from mlsafety.monitoring.backdoor.tabor import TABOR
 from mlsafety.monitoring.backdoor.zoo import FAMILIES, Zoo, ZooConfig
 
 torch.set_num_threads(1)
+# the per-class statistics of the audit's verdict (mlsafety.monitoring.backdoor.model_level)
+AUDIT_STATISTICS = ("neural_cleanse_class", "universal_perturbation_class")
 RESULTS = Path(__file__).parent / "results" / "backdoor_meta.json"
 # the audit's settings (mlsafety.audit.checks.backdoor.NC_SETTINGS)
 NC_SETTINGS = {"quick": {"steps": 25, "batch_size": 8, "n_samples": 128},
@@ -262,6 +266,123 @@ def stage_rule(zoo: Zoo, payload: dict[str, Any]) -> None:
     save(payload)
 
 
+def class_statistics(zoo: Zoo, names: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
+    """``{model: {statistic: per-class vector}}`` with the audit's model-level settings (cached in the zoo)."""
+    reference = default_splits()["validation"]
+    names = names if names is not None else [row["name"] for row in zoo.rows()]
+    tables = shadow_class_vectors(zoo, names, reference)
+    return {name: {statistic: tables[statistic][i] for statistic in tables} for i, name in enumerate(names)}
+
+
+def rule_scores(vectors: dict[str, dict[str, list[float]]], null_names: list[str], test: dict[str, Any],
+                statistics: tuple[str, ...] = AUDIT_STATISTICS) -> dict[str, dict[str, float]]:
+    """The audit's calibrated rule on each test model against the clean shadows ``null_names``:
+    the combined statistic (largest standardised class-conditional score, higher = more suspicious),
+    the combined p-value and the most deviant class of the first statistic."""
+    null = {s: [vectors[n][s] for n in null_names] for s in statistics}
+    out = {}
+    for name, vector in test.items():
+        decision = calibrated_decision({s: vector[s] for s in statistics}, null, alpha=0.05)
+        pool = np.array([class_conditional_scores(np.vstack([null[s], np.asarray(vector[s])[None]]))[0]
+                         for s in statistics])
+        median = np.median(pool, axis=1)
+        scale = 1.4826 * np.median(np.abs(pool - median[:, None]), axis=1)
+        scale = np.where(scale > 0, scale, pool.std(axis=1) + 1e-12)
+        out[name] = {"score": float(((pool[:, -1] - median) / scale).max()), "p": decision.combined_p_value,
+                     "flagged": decision.is_backdoored, "class": decision.classes.get(statistics[0]),
+                     "classes": decision.classes}
+    return out
+
+
+def cross_fitted(zoo: Zoo, vectors: dict[str, Any], positives: dict[str, dict[str, Any]],
+                 statistics: tuple[str, ...] = AUDIT_STATISTICS) -> dict[str, Any]:
+    """Two folds of the clean shadows (even / odd): the rule calibrated on one fold scores the other
+    fold's clean models and every positive; per group of positives, AUROC and TPR at 5% FPR of the
+    combined statistic (averaged over the folds, bootstrap intervals), and the share flagged at p <= 0.05."""
+    clean = [row["name"] for row in zoo.rows("clean")]
+    folds = [clean[0::2], clean[1::2]]
+    groups: dict[str, list[str]] = {}
+    for name, info in positives.items():
+        groups.setdefault(info["group"], []).append(name)
+    scored = []
+    for k in (0, 1):
+        test = {n: vectors[n] for n in folds[k]} | {n: info["vectors"] for n, info in positives.items()}
+        scored.append(rule_scores(vectors, folds[1 - k], test, statistics))
+    table: dict[str, Any] = {}
+    for group, names in groups.items():
+        pairs = []
+        for k in (0, 1):
+            members = folds[k] + names
+            pairs.append((np.array([int(n in names) for n in members]),
+                          np.array([scored[k][n]["score"] for n in members])))
+        entry = fold_metrics(pairs)
+        entry["flagged_at_p05"] = float(np.mean([scored[k][n]["flagged"] for k in (0, 1) for n in names]))
+        entry["target_found"] = float(np.mean([scored[0][n]["class"] == positives[n]["target"] for n in names]))
+        table[group] = entry
+    table["clean_flagged_at_p05"] = float(np.mean([scored[k][n]["flagged"] for k in (0, 1) for n in folds[k]]))
+    table["mean_auroc"] = float(np.mean([table[g]["auroc"] for g in groups]))
+    return table
+
+
+def stage_lofo_rule(zoo: Zoo, payload: dict[str, Any]) -> None:
+    """The audit's calibrated rule on every family. Nothing in it is trained on backdoored models
+    (only clean shadows calibrate it), so every family is held out by construction."""
+    start = time.process_time()
+    vectors = class_statistics(zoo)
+    positives = {row["name"]: {"group": row["family"], "target": row["attack"]["target_class"],
+                               "vectors": vectors[row["name"]]} for row in zoo.rows("backdoored")}
+    result = {}
+    for label, statistics in (("audit", AUDIT_STATISTICS), ("neural_cleanse_class", ("neural_cleanse_class",)),
+                              ("universal_perturbation_class", ("universal_perturbation_class",))):
+        result[label] = cross_fitted(zoo, vectors, positives, statistics)
+    # the audit's own null (the 26 calibration shadows) against the 12 clean models outside it
+    _, calibration_rows = split_clean_rows(zoo.rows("clean"))
+    null_names = [row["name"] for row in calibration_rows]
+    outside = [row["name"] for row in zoo.rows("clean") if row["name"] not in null_names]
+    scored = rule_scores(vectors, null_names, {n: vectors[n] for n in outside})
+    result["audit_null"] = {"n_calibration": len(null_names), "held_out_clean_flagged": int(sum(
+        scored[n]["flagged"] for n in outside)), "n_held_out_clean": len(outside),
+        "backdoored_flagged": {}}
+    for family in FAMILIES:
+        names = [row["name"] for row in zoo.rows("backdoored") if row["family"] == family]
+        flags = rule_scores(vectors, null_names, {n: vectors[n] for n in names})
+        result["audit_null"]["backdoored_flagged"][family] = f"{sum(flags[n]['flagged'] for n in names)}/{len(names)}"
+    result["cpu_seconds"] = round(time.process_time() - start, 1)
+    payload["lofo_rule"] = result
+    save(payload)
+
+
+def stage_holdout(zoo: Zoo, payload: dict[str, Any]) -> None:
+    """The audit's rule on models with held-out trigger patterns and positions
+    (benchmarks/backdoor_holdout.py), against the zoo's clean shadows (cross-fitted)."""
+    from backdoor_holdout import holdout_folder
+    from mlsafety.models import load_classifier
+    from mlsafety.monitoring.backdoor.model_level import model_level_statistics
+
+    folder = holdout_folder(zoo.config)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    reference = default_splits()["validation"]
+    cache = payload.setdefault("holdout_raw", {})
+    for name, row in sorted(manifest["models"].items()):
+        if name not in cache:
+            start = time.process_time()
+            cleanse, uap, _ = model_level_statistics(load_classifier(folder / row["file"]), reference)
+            cache[name] = {"l1_norms": cleanse.l1_norms_.tolist(), "log_probabilities": uap.log_probabilities_.tolist(),
+                           "cpu_seconds": round(time.process_time() - start, 1)}
+            save(payload)
+    vectors = class_statistics(zoo, [row["name"] for row in zoo.rows("clean")])
+    positives = {name: {"group": row["family"], "target": row["attack"]["target_class"],
+                        "vectors": class_vectors(cache[name], cache[name])} for name, row in manifest["models"].items()}
+    positives_all = {name: {**info, "group": "all held-out triggers"} for name, info in positives.items()}
+    result = cross_fitted(zoo, vectors, positives)
+    result["all"] = cross_fitted(zoo, vectors, positives_all)["all held-out triggers"]
+    result["models"] = [{k: row[k] for k in ("name", "family", "clean_accuracy", "attack_success_rate",
+                                              "training_cpu_seconds", "attack")}
+                        for row in manifest["models"].values()]
+    payload["holdout"] = result
+    save(payload)
+
+
 def stage_report(zoo: Zoo, payload: dict[str, Any]) -> None:
     """Print the markdown tables of docs/backdoor.md."""
 
@@ -301,6 +422,7 @@ def main() -> None:
                                                      "training_seconds", "attack")} for row in zoo.rows()]})
     save(payload)
     stages = {"lofo": stage_lofo, "reverse": stage_reverse, "calibration": stage_calibration,
+              "lofo_rule": stage_lofo_rule, "holdout": stage_holdout,
               "rule": stage_rule, "reverse_full": lambda z, p: stage_reverse_full(z, p, args.budget),
               "report": stage_report}
     for stage in args.stages.split(","):

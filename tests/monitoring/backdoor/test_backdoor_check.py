@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from mlsafety.audit.base import AuditContext
 from mlsafety.audit.checks.backdoor import BackdoorCheck
 from mlsafety.models import build_architecture
@@ -15,23 +17,24 @@ def test_backdoor_check_runs_and_reports_triggers(backdoored, digits_splits, tmp
     context = AuditContext(classifier=classifier, data=digits_splits["test"], validation=digits_splits["validation"],
                            train=poisoned, quick=True)
     result = BackdoorCheck().run(context)
-    assert result.verdict in ("pass", "info")
+    # no zoo: no threshold has a known false-positive rate, so "info" (never pass or warn) in both modes
+    assert result.verdict == "info" and result.summary.startswith("Uncalibrated, no verdict")
     assert result.figures and result.figures[0].png_base64
     assert len(result.tables[0].rows) == 10
     assert 0 <= result.metrics["strip_flagged_fraction"] <= 1
     assert result.metrics["anomaly_index"] == max(row[2] for row in result.tables[0].rows)
-    # quick mode: the target's trigger is already the smallest
+    # the target's trigger is the smallest, and its class the easiest to reach with a universal perturbation
     assert min(range(10), key=lambda k: result.tables[0].rows[k][1]) == 0
-    assert any("quick mode" in note for note in result.notes)
+    assert max(range(10), key=lambda k: result.tables[0].rows[k][6]) == 0
+    assert any("same model-level settings" in note for note in result.notes)
     assert result.metrics["calibrated"] == 0 and result.notes[0].startswith("UNCALIBRATED")
     assert "mlsafety backdoor zoo build --architecture tiny_backdoored --data digits" in result.notes[0]
     assert result.data_note.startswith("a seeded subset of") or result.data_note.startswith("all ")
-    assert result.verdict == "pass" or "mlsafety backdoor zoo build" in result.next_step
-    # full mode adds the Spectral Signatures table on the training data
-    full = BackdoorCheck().run(dataclasses.replace(
-        context, quick=False, options={"backdoor": {"neural_cleanse": {"steps": 5, "n_samples": 100}}}))
+    assert "mlsafety backdoor zoo build" in result.next_step
+    # full mode adds the Spectral Signatures table on the training data, and agrees on the verdict
+    full = BackdoorCheck().run(dataclasses.replace(context, quick=False))
     assert any(table.title.startswith("Spectral") for table in full.tables)
-    assert result.verdict != "warn"
+    assert full.verdict == result.verdict and full.metrics["anomaly_index"] == result.metrics["anomaly_index"]
 
 
 def test_backdoor_check_not_applicable_to_two_classes(tiny_classifier, digits_splits) -> None:
@@ -53,15 +56,18 @@ def test_backdoor_check_is_calibrated_against_a_zoo(tiny_zoo, backdoored, digits
     classifier = Classifier(model.module, mean=[0.3], std=[0.4], class_names=model.class_names,
                             input_shape=(1, 16, 16), name="small_cnn")
     context = AuditContext(classifier=classifier, data=digits_splits["test"], validation=digits_splits["validation"],
-                           quick=True, options={"backdoor": {"neural_cleanse": {"steps": 10, "n_samples": 100}}})
+                           quick=True)
     result = BackdoorCheck().run(context)
     assert result.metrics["calibrated"] == 1 and result.metrics["zoo_mismatch"] == 0
     calibration = result.details["calibration"]
-    assert set(calibration["statistics"]) == {"neural_cleanse_norm_ratio", "mntd", "ulp"}
+    assert set(calibration["statistics"]) == {"neural_cleanse_class", "universal_perturbation_class"}
     assert calibration["n_clean_shadows"] == 4 and calibration["zoo"] == tiny_zoo.config.identity
+    # the planted target is the most deviant reversed-trigger class, more extreme than in every shadow;
+    # 4 shadows cannot reach p <= 0.05
+    assert calibration["classes"]["neural_cleanse_class"] == 0
+    assert calibration["p_values"]["neural_cleanse_class"] == pytest.approx(1 / 5)
     assert result.verdict == "pass" and any("only 4 clean shadows" in note for note in result.notes)
     assert result.tables[0].title.startswith("Calibrated model-level statistics")
-    assert list((tiny_zoo.folder / "detectors").glob("*.safetensors"))
     # a model of another width is calibrated with a warning
     wide = Classifier(build_architecture("small_cnn", in_channels=1, n_classes=10, width=12).eval(),
                       input_shape=(1, 16, 16), name="small_cnn")

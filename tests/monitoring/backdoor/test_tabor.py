@@ -29,7 +29,7 @@ def test_tabor_without_regularisers_is_neural_cleanse(tiny_classifier, digits_sp
 def test_tabor_recovers_planted_trigger_and_leaves_model_unchanged(backdoored, digits_splits) -> None:
     classifier = backdoored[0]
     state = {k: v.clone() for k, v in classifier.module.state_dict().items()}
-    tabor = TABOR(steps=60, n_samples=200, seed=0).fit(classifier, digits_splits["validation"])
+    tabor = TABOR(steps=60, batch_size=8, n_samples=200, seed=0).fit(classifier, digits_splits["validation"])
     # target 0's reversed trigger is the smallest, by a margin (chance: 1 in 10)
     assert int(tabor.l1_norms_.argmin()) == 0
     assert tabor.norm_ratio_ > 2

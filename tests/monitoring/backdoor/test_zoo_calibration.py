@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ from mlsafety.monitoring.backdoor.calibration import (
     empirical_p_value,
     leave_one_out_p_values,
 )
-from mlsafety.monitoring.backdoor.zoo import FAMILIES, ZooConfig, find_zoo, plan_model
+from mlsafety.monitoring.backdoor.zoo import FAMILIES, ZooConfig, find_zoo, plan_model, update_json
 
 
 def test_empirical_p_value_hand_computed() -> None:
@@ -70,9 +74,14 @@ def test_zoo_build_manifest_and_resume(tiny_zoo) -> None:
     assert trained == []
     manifest["models"].pop("clean_003")
     tiny_zoo.manifest_path.write_text(json.dumps(manifest))
-    (tiny_zoo.folder / ".manifest.json.123.tmp").write_text("partial")
+    stale, live = tiny_zoo.folder / ".manifest.json.123.tmp", tiny_zoo.folder / ".statistics.json.456.tmp"
+    stale.write_text("partial")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    live.write_text("another writer's, being written")
     tiny_zoo.build(6, 4, progress=lambda row: trained.append(row["name"]))
-    assert trained == ["clean_003"] and not list(tiny_zoo.folder.glob(".*.tmp"))
+    # the killed writer's temporary is removed; a live writer's (seconds old) is left alone
+    assert trained == ["clean_003"] and list(tiny_zoo.folder.glob(".*.tmp")) == [live]
+    live.unlink()
     assert find_zoo("small_cnn", "digits", tiny_zoo.folder.parent).folder == tiny_zoo.folder
     assert find_zoo("small_cnn", "fashion-mnist", tiny_zoo.folder.parent) is None
 
@@ -84,7 +93,7 @@ def test_meta_detector_separates_its_shadows_and_leaves_them_unchanged(name, tin
     models = [model for _, model in pairs]
     labels = [int(row["family"] is not None) for row, _ in pairs]
     state = {k: v.clone() for k, v in models[0].module.state_dict().items()}
-    detector = BACKDOOR_MODEL_DETECTORS.create(name, epochs=40)
+    detector = BACKDOOR_MODEL_DETECTORS.create(name, epochs=20)
     with pytest.raises(NotFittedError):
         detector.score_model(models[0])
     assert detector.fit(models, labels) is detector
@@ -115,6 +124,29 @@ def test_zoo_statistics_are_cached(tiny_zoo) -> None:
     assert first == second and len(first) == 6 and len(calls) == 6
     subset = tiny_zoo.statistics("n_parameters", statistic, names={"clean_000", "backdoor_x"})
     assert list(subset) == ["clean_000"] and len(calls) == 6
+
+
+def _add_entries(path: str, writer: int, n: int) -> None:
+    for i in range(n):
+        update_json(Path(path), lambda cache, i=i: cache.setdefault(f"key{writer % 2}", {}).__setitem__(
+            f"w{writer}-{i}", i))
+
+
+def test_concurrent_statistics_writers_lose_nothing(tmp_path) -> None:
+    """Four processes each add 25 entries to one statistics file at the same time: every entry
+    survives (an unlocked read-modify-write loses entries of the other writers)."""
+    path = tmp_path / "statistics.json"
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_add_entries, args=(str(path), writer, 25)) for writer in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [process.exitcode for process in processes] == [0, 0, 0, 0]
+    cache = json.loads(path.read_text())
+    assert sorted(cache) == ["key0", "key1"]
+    assert sum(len(entries) for entries in cache.values()) == 100
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 @pytest.mark.parametrize("name", ["mntd", "ulp"])

@@ -14,6 +14,14 @@ pool of clean shadows plus the model under test), ranked within that pool, so th
 decision keeps its level without a Bonferroni factor (:func:`combined_p_values`). The
 false-positive rate of the threshold is *measured* on the clean shadows (each tested against
 the others), not assumed.
+
+A statistic can also be a vector with one value per class (the reversed-trigger norms of
+Neural Cleanse, the reachability of each class by a universal perturbation). Shadow models
+share the data, so they share its naturally easy classes (Fashion-MNIST's Shirt and Bag): a
+class is then compared with *the same class* of the other models
+(:func:`class_conditional_scores`), and the model's score is its most deviant class. Scores
+are computed within the pool {shadows + model under test} by one symmetric rule, so the pool
+stays exchangeable for a clean model and the rank p-value keeps its level.
 """
 
 from __future__ import annotations
@@ -54,6 +62,29 @@ def combined_p_values(table: np.ndarray) -> np.ndarray:
     return np.array([np.mean(largest >= value) for value in largest])
 
 
+def class_conditional_scores(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's most deviant class against the same class of the other models, (m, K) -> (m,), (m,).
+
+    ``z_ik = (v_ik - median_{j != i} v_jk) / (1.4826 * MAD_{j != i} v_jk)``; returns
+    ``max_k z_ik`` (higher = class ``k`` of model ``i`` is more extreme than in any clean model)
+    and the arg-max class. A class whose MAD is 0 falls back to the standard deviation.
+    """
+    values = np.asarray(vectors, dtype=float)
+    if values.ndim != 2 or values.shape[0] < 3 or not np.isfinite(values).all():
+        raise InvalidInputError(f"class-conditional scores need a finite (models >= 3, classes) table; got shape "
+                                f"{values.shape}.")
+    scores, classes = np.empty(values.shape[0]), np.empty(values.shape[0], dtype=int)
+    for i in range(values.shape[0]):
+        others = np.delete(values, i, axis=0)
+        median = np.median(others, axis=0)
+        scale = 1.4826 * np.median(np.abs(others - median), axis=0)
+        scale = np.where(scale > 0, scale, others.std(axis=0) + 1e-12)
+        z = (values[i] - median) / scale
+        classes[i] = int(np.argmax(z))
+        scores[i] = float(z[classes[i]])
+    return scores, classes
+
+
 def leave_one_out_p_values(null: Sequence[float] | np.ndarray) -> np.ndarray:
     """The p-value of each clean shadow against the others."""
     values = np.asarray(null, dtype=float)
@@ -69,6 +100,7 @@ class CalibratedDecision:
     statistics : ``{name: value}`` of the model under test.
     p_values : ``{name: p}`` against the clean shadows.
     combined_p_value : rank p-value of the largest standardised statistic (:func:`combined_p_values`).
+    classes : ``{name: class}`` for per-class statistics, the model's most deviant class.
     alpha : the threshold on ``combined_p_value``.
     is_backdoored : ``combined_p_value <= alpha``.
     measured_fpr : share of clean shadows the same rule flags, each tested against the others.
@@ -84,22 +116,26 @@ class CalibratedDecision:
     n_clean: int
     zoo: str
     notes: list[str] = field(default_factory=list)
+    classes: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"statistics": self.statistics, "p_values": self.p_values, "combined_p_value": self.combined_p_value,
+        return {"statistics": self.statistics, "p_values": self.p_values, "classes": self.classes,
+                "combined_p_value": self.combined_p_value,
                 "alpha": self.alpha, "is_backdoored": self.is_backdoored, "measured_fpr": self.measured_fpr,
                 "n_clean_shadows": self.n_clean, "zoo": self.zoo}
 
 
-def calibrated_decision(statistics: Mapping[str, float], null: Mapping[str, Sequence[float]], alpha: float = 0.05,
+def calibrated_decision(statistics: Mapping[str, Any], null: Mapping[str, Any], alpha: float = 0.05,
                         zoo: str = "") -> CalibratedDecision:
     """Combine model-level statistics into one calibrated verdict.
 
     Parameters
     ----------
-    statistics : ``{name: value}`` for the model under test (higher = more suspicious).
+    statistics : ``{name: value}`` for the model under test (higher = more suspicious); a value
+        is a number, or a vector with one entry per class (scored by
+        :func:`class_conditional_scores` within the pool of shadows and this model).
     null : ``{name: values on the clean shadows}``, the same shadows in the same order for
-        every name.
+        every name: a list of numbers, or an (n, K) table for a per-class statistic.
     alpha : float in (0, 1)
         Target false-positive rate.
     zoo : identity of the zoo the shadows came from (reported).
@@ -112,22 +148,38 @@ def calibrated_decision(statistics: Mapping[str, float], null: Mapping[str, Sequ
     names = [name for name in statistics if name in null]
     if not names:
         raise InvalidInputError("no statistic has clean-shadow values to calibrate against; build a zoo first.")
-    table = np.array([np.asarray(null[name], dtype=float) for name in names])  # (S, n)
-    n = table.shape[1]
+    n = len(null[names[0]])
     if n < 2 or any(len(null[name]) != n for name in names):
         raise InvalidInputError(f"the clean-shadow statistics need the same number (>= 2) of models; got "
                                 f"{[len(null[name]) for name in names]}.")
-    p_values = {name: empirical_p_value(float(statistics[name]), table[k]) for k, name in enumerate(names)}
+    pool_rows, shadow_rows, classes = [], [], {}
+    for name in names:
+        observed = np.asarray(statistics[name], dtype=float)
+        if observed.ndim == 0:
+            values = np.asarray(null[name], dtype=float)
+            pool_rows.append(np.append(values, float(observed)))
+            shadow_rows.append(values)
+            continue
+        table = np.asarray(null[name], dtype=float)
+        if table.ndim != 2 or table.shape[1] != observed.size:
+            raise InvalidInputError(f"the clean-shadow values of {name!r} must be an (n, {observed.size}) table; got "
+                                    f"shape {table.shape}.")
+        scores, arg = class_conditional_scores(np.vstack([table, observed[None]]))
+        pool_rows.append(scores)
+        classes[name] = int(arg[-1])
+        shadow_rows.append(class_conditional_scores(table)[0])
+    pool = np.array(pool_rows)  # (S, n + 1), the model under test last
+    p_values = {name: empirical_p_value(float(pool[k, -1]), pool[k, :-1]) for k, name in enumerate(names)}
     # the combined statistic is ranked within the pool {shadows + this model}, which is exchangeable
     # for a clean model, so the rule keeps its level whatever the dependence between statistics
-    observed = np.array([float(statistics[name]) for name in names])[:, None]
-    combined = float(combined_p_values(np.concatenate([table, observed], axis=1))[-1])
+    combined = float(combined_p_values(pool)[-1])
     # measured FPR: the same rule applied to each clean shadow within the pool of shadows
-    measured_fpr = float(np.mean(combined_p_values(table) <= alpha))
+    measured_fpr = float(np.mean(combined_p_values(np.array(shadow_rows)) <= alpha))
     notes = []
     if 1 / (n + 1) > alpha:
         notes.append(f"only {n} clean shadows: the smallest possible p-value, 1/{n + 1}, is above alpha={alpha:g}, so "
                      f"no model can be flagged; build at least {int(np.ceil(1 / alpha))} clean shadow models.")
-    return CalibratedDecision(statistics={name: float(statistics[name]) for name in names}, p_values=p_values,
-                              combined_p_value=combined, alpha=float(alpha), is_backdoored=combined <= alpha,
-                              measured_fpr=measured_fpr, n_clean=n, zoo=zoo, notes=notes)
+    return CalibratedDecision(statistics={name: float(pool[k, -1]) for k, name in enumerate(names)},
+                              p_values=p_values, combined_p_value=combined, alpha=float(alpha),
+                              is_backdoored=combined <= alpha, measured_fpr=measured_fpr, n_clean=n, zoo=zoo,
+                              notes=notes, classes=classes)

@@ -13,18 +13,20 @@ Using Meta Neural Analysis* (IEEE S&P): every backdoored model draws its attack 
 A zoo lives in ``cache_dir()/backdoor_zoo/<identity>/``: ``models/<name>.safetensors`` and a
 ``manifest.json`` (configuration, and per model its attack, clean accuracy and attack
 success). Every file is written to a temporary name and renamed, after each model, so an
-interrupted build resumes where it stopped. Model ``i`` of each kind depends only on the
+interrupted build resumes where it stopped; ``manifest.json`` and ``statistics.json`` are
+updated under a file lock (read, merge, write), so concurrent builds or audits sharing a zoo
+never drop each other's rows. Model ``i`` of each kind depends only on the
 configuration and ``i``: asking for more models later extends the same zoo.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +34,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 
+from mlsafety._io import atomic_write_text
 from mlsafety._validation import check_positive
 from mlsafety.exceptions import DataNotFoundError, InvalidParameterError, parameter_error
 
 FAMILIES = ("badnets", "blended", "wanet", "sig")
 DATASETS = ("fashion-mnist", "digits")
 MANIFEST = "manifest.json"
+STATISTICS = "statistics.json"
+# how long a writer waits for another one to finish its read-merge-write (a few milliseconds)
+LOCK_TIMEOUT_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -151,10 +158,26 @@ def make_attack(entry: dict[str, Any]) -> Any:
     return None if entry["family"] is None else BACKDOOR_ATTACKS.create(entry["family"], **entry["attack"])
 
 
-def _atomic_json(path: Path, payload: Any) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    os.replace(temporary, path)
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the OS file lock ``.<name>.lock`` beside ``path`` (released even if the process dies)."""
+    with FileLock(str(path.with_name(f".{path.name}.lock")), timeout=LOCK_TIMEOUT_SECONDS):
+        yield
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def update_json(path: Path, update: Callable[[Any], None], default: Callable[[], Any] = dict) -> Any:
+    """Read ``path`` (or ``default()``), apply ``update`` in place and write it back atomically, all
+    under the file's lock, so concurrent writers merge instead of overwriting each other."""
+    with _locked(path):
+        payload = _read_json(path, None)
+        payload = default() if payload is None else payload
+        update(payload)
+        atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True))
+    return payload
 
 
 def train_one(config: ZooConfig, entry: dict[str, Any], folder: str) -> dict[str, Any]:
@@ -244,16 +267,19 @@ class Zoo:
             check_positive(value, name, "Zoo.build", integer=True, allow_zero=True)
         check_positive(n_workers, "n_workers", "Zoo.build", integer=True)
         (self.folder / "models").mkdir(parents=True, exist_ok=True)
+        # temporaries of a killed writer (an hour old: a live writer renames its own within seconds)
         for leftover in self.folder.glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
-        manifest = self.manifest()
+            if time.time() - leftover.stat().st_mtime > 3600:
+                leftover.unlink(missing_ok=True)
         done = {row["name"] for row in self.rows()}
         todo = [entry for entry in self.plan(n_clean, n_backdoored) if entry["name"] not in done]
 
         def record(row: dict[str, Any]) -> None:
-            manifest["models"][row["name"]] = row
-            manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            _atomic_json(self.manifest_path, manifest)
+            def add(manifest: dict[str, Any]) -> None:
+                manifest["models"][row["name"]] = row
+                manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+            update_json(self.manifest_path, add, self.manifest)
             if progress is not None:
                 progress(row)
 
@@ -267,7 +293,7 @@ class Zoo:
                 futures = [pool.submit(train_one, self.config, entry, str(self.folder)) for entry in todo]
                 for future in as_completed(futures):
                     record(future.result())
-        return manifest
+        return self.manifest()
 
     # -- loading -------------------------------------------------------------------------
     def load_models(self, kind: str | None = None) -> list[tuple[dict[str, Any], Any]]:
@@ -288,22 +314,24 @@ class Zoo:
         ``compute`` returns a number or a JSON-friendly dict; ``names`` restricts the models.
         The cache is written after every model, so an interrupted run resumes.
         """
-        path = self.folder / "statistics.json"
+        path = self.folder / STATISTICS
         # one snapshot of the rows: a build running at the same time may add models meanwhile
         rows = [row for row in self.rows(kind) if names is None or row["name"] in names]
-        cache = json.loads(path.read_text()) if path.exists() else {}
-        missing = [row for row in rows if row["name"] not in cache.get(key, {})]
+        values = dict(_read_json(path, {}).get(key, {}))
+        missing = [row for row in rows if row["name"] not in values]
         if missing:
             from mlsafety.models import load_classifier
 
             for row in missing:
                 value = compute(load_classifier(self.folder / row["file"]))
                 value = value if isinstance(value, dict) else float(value)
-                # re-read: another process may have added other statistics meanwhile
-                cache = json.loads(path.read_text()) if path.exists() else {}
-                cache.setdefault(key, {})[row["name"]] = value
-                _atomic_json(path, cache)
-        values = cache[key] if rows else {}
+                values[row["name"]] = value
+
+                def add(cache: dict[str, Any], name: str = row["name"], value: Any = value) -> None:
+                    cache.setdefault(key, {})[name] = value
+
+                # merged under the lock: other processes may be adding other models or statistics
+                update_json(path, add)
         return {row["name"]: values[row["name"]] for row in rows}
 
 
