@@ -3,9 +3,8 @@ shard-level scaling of corruption generation.
 
 Usage::
 
-    .venv/bin/python benchmarks/ray_scaling.py                  # everything (about 6 min idle)
-    .venv/bin/python benchmarks/ray_scaling.py --skip-audit     # start-up and generation only
-    # writes benchmarks/results/ray_scaling.json
+    .venv/bin/python benchmarks/ray_scaling.py        # everything; writes benchmarks/results/ray_scaling.json
+    .venv/bin/python benchmarks/ray_scaling.py --skip-audit --out benchmarks/results/ray_scaling_generation.json
 
 Every run uses one torch thread per process (``OMP_NUM_THREADS=1``; Ray workers take the
 driver's count), so "2 workers" means two cores' worth of work.
@@ -18,7 +17,8 @@ driver's count), so "2 workers" means two cores' worth of work.
   system from ``getrusage``); the Ray workers' CPU is not visible to it.
 * **Corruption generation**: the 15 benchmark corruptions x severities 1, 3, 5 of
   ``--n-images`` Fashion-MNIST test images upsampled to ``--size`` px (at 28 px a shard
-  takes milliseconds and measures only Ray's per-task overhead), one shard per
+  takes milliseconds and measures only Ray's per-task overhead), ``--repeats`` rounds of
+  1 worker then 2 workers (alternating, so a changing load hits both), one shard per
   (corruption, severity, batch), each returning a checksum of its uint8 images (so the
   transfer of images does not dominate), run by warm Ray workers: 1 worker, then 2. The
   checksums must equal the local executor's. CPU is summed from ``time.process_time`` inside
@@ -89,7 +89,7 @@ def measure_startup() -> dict[str, float]:
             "first_task_per_worker_s": warm - initialised, "total_s": warm - started, "worker_pids": len(set(pids))}
 
 
-def measure_generation(n_images: int, batch_size: int, size: int) -> dict[str, object]:
+def measure_generation(n_images: int, batch_size: int, size: int, repeats: int) -> dict[str, object]:
     import torch
 
     torch.set_num_threads(1)
@@ -104,22 +104,30 @@ def measure_generation(n_images: int, batch_size: int, size: int) -> dict[str, o
                           batch_size=batch_size)
               for name in corruption_names("benchmark") for severity in (1, 3, 5)
               for batch in range((n_images + batch_size - 1) // batch_size)]
-    runs: dict[str, dict[str, float]] = {}
-    reference = None
-    for label, executor in (("ray_1_worker", RayExecutor(workers=1)), ("ray_2_workers", RayExecutor(workers=2)),
-                            ("local", LocalExecutor())):
+    ray_1, ray_2 = RayExecutor(workers=1), RayExecutor(workers=2)
+    rounds: list[dict[str, dict[str, object]]] = []
+
+    def timed(executor: object) -> dict[str, object]:
         load = loadavg()
         started = time.perf_counter()
         results = executor.map(generation_shard, shards, shared=images)
         wall = time.perf_counter() - started
-        digests = [r["sha256"] for r in results]
-        reference = reference or digests
-        runs[label] = {"wall_s": wall, "shard_cpu_s": sum(r["cpu"] for r in results),
-                       "images_per_s": sum(r["images"] for r in results) / wall, "load_before": load,
-                       "same_bytes_as_first": digests == reference}
+        return {"wall_s": wall, "shard_cpu_s": sum(r["cpu"] for r in results),
+                "images_per_s": sum(r["images"] for r in results) / wall, "load_before": load,
+                "sha256": [r["sha256"] for r in results]}
+
+    # 1 and 2 workers alternate, so a change of the machine's load hits both alike
+    for _ in range(repeats):
+        rounds.append({"ray_1_worker": timed(ray_1), "ray_2_workers": timed(ray_2)})
+    local = timed(LocalExecutor())
+    same = all(run["sha256"] == local["sha256"] for one in rounds for run in one.values())
+    for run in [local, *[run for one in rounds for run in one.values()]]:
+        run.pop("sha256")
+    speedups = sorted(one["ray_1_worker"]["wall_s"] / one["ray_2_workers"]["wall_s"] for one in rounds)
     return {"n_images": n_images, "image_size": size, "batch_size": batch_size, "n_shards": len(shards),
-            "corrupted_images": len(shards) and n_images * 15 * 3, "runs": runs,
-            "speedup_2_over_1": runs["ray_1_worker"]["wall_s"] / runs["ray_2_workers"]["wall_s"]}
+            "corrupted_images": n_images * 15 * 3, "rounds": rounds, "local": local,
+            "same_bytes_as_local": same,
+            "speedup_2_over_1_per_round": speedups, "speedup_2_over_1_median": speedups[len(speedups) // 2]}
 
 
 def measure_audit(extra: list[str], quick: bool) -> dict[str, object]:
@@ -145,9 +153,11 @@ def measure_audit(extra: list[str], quick: bool) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-images", type=int, default=200, help="images to corrupt (Fashion-MNIST test)")
+    parser.add_argument("--n-images", type=int, default=400, help="images to corrupt (Fashion-MNIST test)")
     parser.add_argument("--size", type=int, default=128, help="upsample the images to SIZE x SIZE px")
-    parser.add_argument("--batch-size", type=int, default=100, help="images per shard")
+    parser.add_argument("--batch-size", type=int, default=200, help="images per shard")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of 1 worker then 2 workers")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON record goes")
     parser.add_argument("--skip-audit", action="store_true")
     parser.add_argument("--quick", action="store_true", help="audit --quick instead of the full audit")
     args = parser.parse_args()
@@ -162,11 +172,13 @@ def main() -> None:
     }
     record["startup"] = measure_startup()
     print("start-up", record["startup"], flush=True)
-    record["generation"] = measure_generation(args.n_images, args.batch_size, args.size)
-    print("generation", {k: v for k, v in record["generation"].items() if k != "runs"}, flush=True)
-    for label, run in record["generation"]["runs"].items():
+    record["generation"] = measure_generation(args.n_images, args.batch_size, args.size, args.repeats)
+    generation = record["generation"]
+    print("generation", {k: v for k, v in generation.items() if k not in ("rounds", "local")}, flush=True)
+    for label, run in [*[(k, v) for one in generation["rounds"] for k, v in one.items()],
+                       ("local", generation["local"])]:
         print(f"  {label}: {run['wall_s']:.1f} s wall, {run['shard_cpu_s']:.1f} s CPU in shards, "
-              f"{run['images_per_s']:.0f} images/s, same bytes {run['same_bytes_as_first']}", flush=True)
+              f"{run['images_per_s']:.0f} images/s, load {run['load_before']}", flush=True)
     import ray
 
     ray.shutdown()
@@ -182,9 +194,9 @@ def main() -> None:
         record["audit"] = {"quick": args.quick, "runs": audits, "same_metrics": same}
         print("same metrics in all three audits:", same)
     record["load_at_end"] = loadavg()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(record, indent=1))
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
