@@ -239,7 +239,12 @@ def _corrupt_sharded(runner: Any, out: Path, images: Any, names: list[str], leve
                     step=step), shared))
     if not tasks:
         return
-    with progress_columns(len(tasks)) as (progress, task_id):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task_id = progress.add_task("corrupting (shards)", total=len(tasks))
+
         def on_result(task: Any, pixels: Any, resumed: bool) -> None:
             from mlsafety.execution import ShardError
 
@@ -264,17 +269,3 @@ def _corrupt_sharded(runner: Any, out: Path, images: Any, names: list[str], leve
 
         runner.run(tasks, on_result)
 
-
-def progress_columns(total: int) -> Any:
-    """A transient progress bar over ``total`` shards: ``with progress_columns(n) as (bar, task):``."""
-    import contextlib
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    @contextlib.contextmanager
-    def manager() -> Any:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console, transient=True) as progress:
-            yield progress, progress.add_task("corrupting (shards)", total=total)
-
-    return manager()
