@@ -19,12 +19,17 @@ skips finished stages, so an interrupted run resumes).
   time budget allows (interleaved by family; resumable).
 * ``rule``: the calibrated rule (Neural Cleanse norm ratio, optionally + TABOR's) with quick
   settings on models outside its null: the meta-training clean shadows and every backdoored one.
-* ``calibration``: the audit's rule (calibrated Neural Cleanse norm ratio + MNTD + ULP, minimum
+* ``lofo_rule``: the audit's rule (per-class Neural Cleanse norms + universal perturbations, each
+  class against the same class of clean shadows) on every family, cross-fitted over two folds of
+  clean shadows; it is calibrated on clean shadows only, so every family is held out by construction.
+* ``holdout``: the same rule on the held-out-trigger models of ``benchmarks/backdoor_holdout.py``.
+* ``calibration``: the earlier audit rule (calibrated Neural Cleanse norm ratio + MNTD + ULP, minimum
   p-value recalibrated, p <= 0.05) on the held-out clean shadows: leave-one-out false-positive
   rate, for the quick and the full settings.
 
     nice -n 10 python benchmarks/backdoor_meta.py [--stages lofo,reverse,calibration]
     nice -n 10 python benchmarks/backdoor_meta.py --stages reverse_full --budget 1500   # resumable
+    nice -n 10 python benchmarks/backdoor_meta.py --stages lofo_rule,holdout      # the audit's rule
     python benchmarks/backdoor_meta.py --stages report     # the markdown tables of docs/backdoor.md
 """
 

@@ -1,4 +1,5 @@
-"""``mlsafety backdoor scan``: does a model carry a backdoor? Neural Cleanse + STRIP, with a report."""
+"""``mlsafety backdoor scan``: does a model carry a backdoor? Neural Cleanse, universal perturbations and
+STRIP, with a report."""
 
 from __future__ import annotations
 
@@ -34,16 +35,16 @@ def scan(
     out: Annotated[Path, typer.Option(help="Output folder for report.html / report.json.")] = Path("mlsafety-backdoor"),
     architecture: Annotated[str | None, typer.Option(help="Architecture for weight-only checkpoints.")] = None,
     normalization: Annotated[str | None, typer.Option(help="Input normalisation for weight-only checkpoints: MEAN,...,STD,... per channel, a preset or none.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Neural Cleanse optimisation steps (default 120; 25 with --quick).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Few steps and small subsets (seconds, indicative only).")] = False,
+    steps: Annotated[int | None, typer.Option(help="Neural Cleanse optimisation steps (default 25, the zoo-calibrated setting; another value recomputes the zoo's statistics once).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="STRIP on fewer inputs, no Spectral Signatures; the same model-level verdict.")] = False,
     device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
 ) -> None:
-    """Reverse-engineer a trigger per class (Neural Cleanse), print the verdict, write the report.
+    """Reverse-engineer a trigger and a universal perturbation per class, print the verdict, write the report.
 
     With a shadow-model zoo for the model's architecture and data (``mlsafety backdoor zoo build``)
-    the verdict is calibrated (empirical p-value against clean shadows); without one it is
-    labelled uncalibrated and never exits 1. Exit code 1 when a backdoor is suspected, 0
+    the verdict is calibrated (each class against the same class of clean shadows, empirical
+    p-value); without one it is labelled uncalibrated, reported as info, and never exits 1. Exit code 1 when a backdoor is suspected, 0
     otherwise, 2 on bad input.
     """
     from mlsafety.audit.checks.backdoor import BackdoorCheck

@@ -175,6 +175,8 @@ def test_split_clean_rows_keeps_enough_calibration_shadows() -> None:
     assert split_clean_rows(few) == ([], few)
 
 
+@pytest.mark.slow  # 7 Neural Cleanse runs of 150 steps (~12 CPU s); the audit's per-class statistic is
+# checked on the same planted trigger in test_backdoor_check_is_calibrated_against_a_zoo
 def test_planted_trigger_gets_the_smallest_p_value_against_clean_shadows(tiny_zoo, backdoored, digits_splits) -> None:
     """A strong white-patch backdoor has a more extreme Neural Cleanse norm ratio than every clean
     shadow, so its p-value is the smallest possible, 1 / (n + 1); the clean shadows' own

@@ -4,7 +4,8 @@ Attacks (:data:`~mlsafety.registry.BACKDOOR_ATTACKS`): ``badnets``, ``blended``,
 ``sig``. Detectors (:data:`~mlsafety.registry.BACKDOOR_DETECTORS`):
 ``spectral_signatures`` and ``activation_clustering`` (training data), ``strip`` (inputs
 at run time). Model level: :class:`NeuralCleanse` and :class:`TABOR` (trigger reverse-engineering, all
-classes batched), and the meta-detectors :class:`MNTD` and
+classes batched), :class:`UniversalPerturbation` (per-class targeted universal perturbations),
+and the meta-detectors :class:`MNTD` and
 :class:`ULP` (registry ``BACKDOOR_MODEL_DETECTORS``) trained on a shadow-model :class:`Zoo`;
 :func:`calibrated_decision` turns model-level statistics into empirical p-values against the
 zoo's clean models. Mitigation: :class:`FinePruning`, :class:`TriggerUnlearning`.
@@ -26,6 +27,7 @@ from mlsafety.monitoring.backdoor.strip import STRIP
 from mlsafety.monitoring.backdoor.tabor import TABOR
 from mlsafety.monitoring.backdoor.training import train_backdoored_classifier
 from mlsafety.monitoring.backdoor.ulp import ULP
+from mlsafety.monitoring.backdoor.universal_perturbation import UniversalPerturbation
 from mlsafety.monitoring.backdoor.unlearning import TriggerUnlearning
 from mlsafety.monitoring.backdoor.wanet import WaNet
 from mlsafety.monitoring.backdoor.zoo import Zoo, ZooConfig
@@ -46,6 +48,7 @@ __all__ = [
     "NeuralCleanse",
     "SpectralSignatures",
     "TriggerUnlearning",
+    "UniversalPerturbation",
     "WaNet",
     "Zoo",
     "ZooConfig",
