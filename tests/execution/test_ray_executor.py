@@ -97,3 +97,14 @@ def test_bad_settings_are_refused() -> None:
         RayExecutor(address="no-port")
     with pytest.raises(ExecutorUnavailableError, match=r"no Ray cluster answers at 127\.0\.0\.1:1"):
         check_reachable("127.0.0.1:1")
+
+
+def test_cuda_work_reserves_one_gpu_per_shard_unless_told_otherwise() -> None:
+    executor = RayExecutor()
+    executor.use_device("cpu")
+    assert executor.describe()["num_gpus_per_shard"] == 0
+    executor.use_device("cuda:0")
+    assert executor.describe()["num_gpus_per_shard"] == 1
+    shared_gpu = RayExecutor(num_gpus=0.5)
+    shared_gpu.use_device("cuda")
+    assert shared_gpu.describe()["num_gpus_per_shard"] == 0.5

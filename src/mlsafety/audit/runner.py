@@ -384,6 +384,7 @@ def run_audit(
     out = Path(out_dir)
     if executor is not None:
         context.executor = executor
+    context.executor.use_device(str(context.classifier.device))
     with locked_output_dir(out, command="run_audit"):
         return _run_audit_locked(context, out, checks, resume=resume, progress=progress, console=console,
                                  extra_metadata=extra_metadata)

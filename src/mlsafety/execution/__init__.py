@@ -50,5 +50,8 @@ def make_executor(name: str = "local", address: str | None = None, workers: int 
         return LocalExecutor()
     cls = EXECUTORS.get(name)
     if cls is RayExecutor:
-        return RayExecutor(address, workers, num_gpus=1 if device and device.startswith("cuda") else 0)
+        executor = RayExecutor(address, workers)
+        if device is not None:
+            executor.use_device(device)
+        return executor
     return cls()

@@ -139,6 +139,11 @@ class Executor(ABC):
         """True when shards run in this process, one after the other."""
         return False
 
+    def use_device(self, device: str) -> None:
+        """Told where the shards' model runs (``cpu``, ``cuda:0``), before any shard is sent;
+        a distributed executor reserves GPUs for CUDA work."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"executor": self.name, "workers": self.workers}
 

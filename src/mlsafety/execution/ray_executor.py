@@ -111,7 +111,8 @@ class RayExecutor(Executor):
         ``"HOST:PORT"`` joins the cluster whose head listens there.
     workers : shards run at once (default: the cluster's CPUs, or its GPUs with ``num_gpus``).
     num_cpus : CPUs each task reserves.
-    num_gpus : GPUs each task reserves (set it when the model is on CUDA; fractions share a GPU).
+    num_gpus : GPUs each task reserves (fractions share a GPU). Default: 1 when the work is on
+        CUDA (:meth:`use_device`, which the audit calls with its model's device), else 0.
     max_retries : reruns of a task whose worker died.
     threads : torch threads in each task (default: the driver's, for identical results).
     init_options : further keyword arguments for ``ray.init`` (``object_store_memory``, ...).
@@ -120,7 +121,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None, *, num_cpus: float = 1,
-                 num_gpus: float = 0, max_retries: int = 3, threads: int | None = None,
+                 num_gpus: float | None = None, max_retries: int = 3, threads: int | None = None,
                  init_options: dict[str, Any] | None = None) -> None:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise InvalidParameterError(f"`workers` of RayExecutor must be an integer >= 1; got {workers!r}.")
@@ -134,6 +135,7 @@ class RayExecutor(Executor):
         self.threads = threads
         self.init_options = dict(init_options or {})
         self.workers = workers or 1
+        self._gpus_per_task = num_gpus or 0
         self._ray: Any = None
         self._started = False
 
@@ -162,9 +164,15 @@ class RayExecutor(Executor):
         self._ray = ray
         resources = ray.cluster_resources()
         if self.requested_workers is None:
-            per_task, kind = (self.num_gpus, "GPU") if self.num_gpus else (self.num_cpus, "CPU")
+            per_task, kind = (self._gpus_per_task, "GPU") if self._gpus_per_task else (self.num_cpus, "CPU")
             self.workers = max(1, int(resources.get(kind, 1) // max(per_task, 1e-9)))
         return self
+
+    def use_device(self, device: str) -> None:
+        if self.num_gpus is None:
+            if self._ray is not None and str(device).startswith("cuda") != bool(self._gpus_per_task):
+                logger.warning("RayExecutor started before it was told the device; set num_gpus explicitly")
+            self._gpus_per_task = 1 if str(device).startswith("cuda") else 0
 
     def share(self, value: Any) -> Shared:
         self.start()
@@ -173,7 +181,7 @@ class RayExecutor(Executor):
     def _execute(self, tasks: Sequence[Task], deliver: Callable[[int, Any], None]) -> None:
         self.start()
         ray = self._ray
-        remote = ray.remote(_ray_entry).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+        remote = ray.remote(_ray_entry).options(num_cpus=self.num_cpus, num_gpus=self._gpus_per_task,
                                                 max_retries=self.max_retries, retry_exceptions=False)
         threads = self.threads if self.threads is not None else current_threads()
         in_flight: dict[Any, int] = {}
@@ -208,7 +216,7 @@ class RayExecutor(Executor):
 
     def describe(self) -> dict[str, Any]:
         return {"executor": self.name, "workers": self.workers, "address": self.address or "local instance",
-                "num_gpus_per_shard": self.num_gpus}
+                "num_gpus_per_shard": self._gpus_per_task}
 
     def close(self) -> None:
         """Disconnect from Ray, shutting down the local instance if this executor started it
