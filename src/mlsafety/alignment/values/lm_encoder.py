@@ -2,8 +2,9 @@
 
 A linear probe on a language model's intermediate hidden states reads off what the model
 represents about a text (Alain & Bengio 2017, "Understanding intermediate layers using
-linear classifier probes"); middle layers usually carry the most linearly decodable
-semantics. :class:`LanguageModelEncoder` runs the offline SmolLM2-135M-Instruct (loaded with
+linear classifier probes"). In a causal LM the last layers specialise in predicting the next
+token, so an intermediate layer is the usual choice; the default, layer 15 of SmolLM2-135M's
+30 (half depth), was not tuned. :class:`LanguageModelEncoder` runs the offline SmolLM2-135M-Instruct (loaded with
 :func:`mlsafety.monitoring.honesty.lm.load_language_model`, or any local causal-LM folder)
 up to ``layer``, and returns the mean of that layer's hidden states over the text's tokens
 (after the model's final RMS norm). Only the first ``layer`` blocks are run, so a middle
