@@ -22,9 +22,10 @@ def test_scan_writes_report_with_triggers(tmp_path) -> None:
                            "small_cnn", {"width": 4, "n_classes": 10})
     result = runner.invoke(app, ["backdoor", "scan", "--model", str(path), "--data", str(tmp_path / "d.npz"),
                                  "--steps", "5", "--quick", "--out", str(tmp_path / "r")])
-    assert result.exit_code in (0, 1), result.output
+    # no zoo covers this data: uncalibrated, so "no verdict" and exit 0 whatever Neural Cleanse finds
+    assert result.exit_code == 0, result.output
     first = result.stdout.splitlines()[0]
-    assert first.startswith("BACKDOOR SUSPECTED" if result.exit_code == 1 else "no backdoor found")
+    assert first.startswith("no verdict (uncalibrated): Uncalibrated, no verdict"), first
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     check = report["checks"][0]
     assert check["name"] == "backdoor" and check["figures"][0]["title"] == "Reversed triggers"

@@ -73,9 +73,10 @@ def scan(
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "model_card": context.classifier.describe(), "quick": quick, "seed": seed}
     json_path, html_path = render_report(out, [result], metadata, title="mlsafety backdoor scan")
-    # a warning needs a calibrated flag; an uncalibrated Neural Cleanse flag is reported as info
+    # a warning needs a calibrated flag; without a zoo the verdict is info ("no verdict"), exit 0
     suspected = result.verdict == "warn"
-    verdict = "BACKDOOR SUSPECTED" if suspected else "no backdoor found"
+    verdict = ("BACKDOOR SUSPECTED" if suspected else "no verdict (uncalibrated)" if result.verdict == "info"
+               else "no backdoor found")
     console.print(f"{verdict}: {result.summary}", markup=False)
     print_written("report", html_path)
     print_written("json", json_path)
