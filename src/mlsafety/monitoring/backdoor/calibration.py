@@ -73,16 +73,15 @@ def class_conditional_scores(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarra
     if values.ndim != 2 or values.shape[0] < 3 or not np.isfinite(values).all():
         raise InvalidInputError(f"class-conditional scores need a finite (models >= 3, classes) table; got shape "
                                 f"{values.shape}.")
-    scores, classes = np.empty(values.shape[0]), np.empty(values.shape[0], dtype=int)
-    for i in range(values.shape[0]):
-        others = np.delete(values, i, axis=0)
-        median = np.median(others, axis=0)
-        scale = 1.4826 * np.median(np.abs(others - median), axis=0)
-        scale = np.where(scale > 0, scale, others.std(axis=0) + 1e-12)
-        z = (values[i] - median) / scale
-        classes[i] = int(np.argmax(z))
-        scores[i] = float(z[classes[i]])
-    return scores, classes
+    m = values.shape[0]
+    # row i of `others` holds every model but i: (m, m - 1, K)
+    others = values[np.array([[j for j in range(m) if j != i] for i in range(m)])]
+    median = np.median(others, axis=1)
+    scale = 1.4826 * np.median(np.abs(others - median[:, None]), axis=1)
+    scale = np.where(scale > 0, scale, others.std(axis=1) + 1e-12)
+    z = (values - median) / scale
+    classes = z.argmax(axis=1)
+    return z[np.arange(m), classes], classes
 
 
 def leave_one_out_p_values(null: Sequence[float] | np.ndarray) -> np.ndarray:
