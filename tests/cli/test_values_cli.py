@@ -152,6 +152,7 @@ def test_ethics_gzip_train_and_eval_with_verdicts(tmp_path, monkeypatch) -> None
         (["values", "train", "--encoder", "hashing", "--ethics", str(ethics), "--finetune-layers", "1"],
          "fine-tunes the default MiniLM"),
         (["values", "train", "--ethics", str(ethics), "--finetune-layers", "-2"], "-1 (all)"),
+        (["values", "train", "--ethics", str(ethics), "--finetune-layers", "1", "--head", "mlp"], "drop --head mlp"),
     ]:
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)

@@ -165,6 +165,8 @@ def train(
             raise fail(f"--finetune-layers must be -1 (all) or a number of layers >= 0; got {finetune_layers}.")
         if encoder != "minilm" or encoder_path is not None:
             raise fail("--finetune-layers fine-tunes the default MiniLM; drop --encoder/--encoder-path.")
+        if head != "linear":
+            raise fail("--finetune-layers trains a linear head on the fine-tuned encoder; drop --head mlp.")
         if not (math.isfinite(epochs) and epochs > 0):
             raise fail(f"--epochs must be a number > 0; got {epochs}.")
     if out is not None:
