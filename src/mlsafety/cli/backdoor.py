@@ -11,6 +11,8 @@ import typer
 
 from mlsafety.cli._app import app
 from mlsafety.cli._common import (
+    ADDRESS_HELP,
+    EXECUTOR_HELP,
     EXIT_FINDINGS,
     check_device,
     check_seed,
@@ -19,6 +21,7 @@ from mlsafety.cli._common import (
     err_console,
     fail,
     holds_output_folder,
+    make_cli_executor,
     print_written,
 )
 
@@ -99,16 +102,20 @@ def zoo_build(
     width: Annotated[int, typer.Option(help="Channel width of the shadow models.")] = 16,
     n_train: Annotated[int, typer.Option(help="Training images per model.")] = 10000,
     epochs: Annotated[int, typer.Option(help="Training epochs per model.")] = 3,
-    workers: Annotated[int, typer.Option(help="Parallel training processes (one thread each).")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        metavar="N", help="Models trained at once: processes here (default 1, one thread each), or Ray shards with "
+        "--executor ray (default: the cluster's CPUs).")] = None,
+    executor: Annotated[str, typer.Option(metavar="local|ray", help=EXECUTOR_HELP)] = "local",
     seed: Annotated[int, typer.Option(help="Seeds the attack draws and the training.")] = 0,
     root: Annotated[Path | None, typer.Option(help="Folder of zoos (default: the cache folder's backdoor_zoo).")] = None,
+    address: Annotated[str | None, typer.Option(metavar="auto|HOST:PORT", help=ADDRESS_HELP)] = None,
 ) -> None:
     """Train (or resume) a shadow-model zoo, cached under the cache folder with a manifest."""
     from mlsafety.monitoring.backdoor.zoo import DATASETS, Zoo, ZooConfig
     from mlsafety.registry import ARCHITECTURES
 
     for name, value, low in (("--n-clean", n_clean, 0), ("--n-backdoored", n_backdoored, 0), ("--width", width, 1),
-                             ("--n-train", n_train, 1), ("--epochs", epochs, 1), ("--workers", workers, 1)):
+                             ("--n-train", n_train, 1), ("--epochs", epochs, 1), ("--workers", 1 if workers is None else workers, 1)):
         if value < low:
             raise fail(f"{name} must be an integer >= {low}; got {value}.")
     if n_clean + n_backdoored == 0:
@@ -129,7 +136,11 @@ def zoo_build(
         console.print(f"{row['name']}: C-Acc {row['clean_accuracy']:.3f}{asr} ({row['training_seconds']:.1f} s)",
                       markup=False)
 
-    manifest = zoo.build(n_clean, n_backdoored, n_workers=workers, progress=report)
+    on_ray = executor.strip().lower() == "ray"
+    runner = make_cli_executor(executor, address, workers if on_ray else None)
+    with runner:
+        manifest = zoo.build(n_clean, n_backdoored, n_workers=1 if on_ray else workers or 1, progress=report,
+                             executor=runner)
     console.print(f"zoo {config.identity}: {len(zoo.rows('clean'))} clean, {len(zoo.rows('backdoored'))} backdoored "
                   f"models in {zoo.folder} (manifest: {zoo.manifest_path.name}, {len(manifest['models'])} rows)",
                   markup=False)

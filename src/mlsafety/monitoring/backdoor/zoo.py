@@ -180,6 +180,12 @@ def update_json(path: Path, update: Callable[[Any], None], default: Callable[[],
     return payload
 
 
+def _train_shard(shard: Any, shared: tuple[ZooConfig, str]) -> dict[str, Any]:
+    """One zoo model as an executor shard (module level, so that workers can import it)."""
+    config, folder = shared
+    return train_one(config, dict(shard.params["entry"]), folder)
+
+
 def train_one(config: ZooConfig, entry: dict[str, Any], folder: str) -> dict[str, Any]:
     """Train one planned model, save it atomically, and return its manifest row."""
     from mlsafety.models import Classifier, build_architecture, save_checkpoint, train_classifier
@@ -257,11 +263,14 @@ class Zoo:
                 + [plan_model(self.config, "backdoored", i, size, n_classes) for i in range(n_backdoored)])
 
     def build(self, n_clean: int, n_backdoored: int, n_workers: int = 1,
-              progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              progress: Callable[[dict[str, Any]], None] | None = None, executor: Any = None) -> dict[str, Any]:
         """Train the models of the plan that are not built yet; returns the manifest.
 
         Resumable: the manifest is rewritten atomically after every model, and a model whose
-        row and file exist is skipped.
+        row and file exist is skipped. With a distributed ``executor`` (for example
+        :class:`~mlsafety.execution.RayExecutor`) each model is one shard; its seeds come from
+        the plan, so where it is trained does not change it. On several machines the zoo
+        folder must be on storage that every worker sees.
         """
         for name, value in (("n_clean", n_clean), ("n_backdoored", n_backdoored)):
             check_positive(value, name, "Zoo.build", integer=True, allow_zero=True)
@@ -283,7 +292,19 @@ class Zoo:
             if progress is not None:
                 progress(row)
 
-        if n_workers == 1:
+        if executor is not None and not executor.is_local:
+            from mlsafety.execution import Shard, ShardError, Task
+
+            handle = executor.share((self.config, str(self.folder)))
+
+            def on_result(task: Any, row: Any, resumed: bool) -> None:
+                if isinstance(row, ShardError):
+                    raise row.error
+                record(row)
+
+            executor.run([Task(_train_shard, Shard(entry["name"], {"entry": entry}, int(entry["seed"])), handle)
+                          for entry in todo], on_result)
+        elif n_workers == 1:
             for entry in todo:
                 record(train_one(self.config, entry, str(self.folder)))
         else:
