@@ -27,6 +27,7 @@ import io
 import json
 import os
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def _read_rows(file: Path) -> tuple[list[str] | None, list[list[str]] | list[dic
     try:
         return _read_rows_unchecked(file)
     except (UnicodeDecodeError, csv.Error, json.JSONDecodeError, AttributeError, EOFError, OSError,
-            gzip.BadGzipFile) as error:
+            gzip.BadGzipFile, zlib.error) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise InvalidInputError(
