@@ -301,7 +301,9 @@ class FineTunedUtility(ParamsMixin):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write the trained tensors (top layers and head) and the settings to ``.safetensors``."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from mlsafety._io import atomic_write_bytes
 
         check_is_fitted(self, "head_")
         tensors = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self._trainable().items()}
@@ -309,12 +311,7 @@ class FineTunedUtility(ParamsMixin):
         meta = {"format": _FORMAT, "params": self.get_params(), "n_steps": getattr(self, "n_steps_", None),
                 "seconds_per_epoch": getattr(self, "seconds_per_epoch_", None),
                 "cpu_seconds_per_epoch": getattr(self, "cpu_seconds_per_epoch_", None), "extra": extra or {}}
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        save_file(tensors, str(temporary), metadata={"mlsafety": json.dumps(meta, default=str)})
-        temporary.replace(path)
-        return path
+        return atomic_write_bytes(path, save(tensors, metadata={"mlsafety": json.dumps(meta, default=str)}))
 
     @classmethod
     def load(cls, path: str | Path) -> FineTunedUtility:

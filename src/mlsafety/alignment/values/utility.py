@@ -297,7 +297,9 @@ class UtilityModel(ParamsMixin):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write the fitted head and its settings to a ``.safetensors`` file (no pickle)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from mlsafety._io import atomic_write_bytes
 
         check_is_fitted(self, "head_")
         encoder = resolve_encoder(self.encoder)
@@ -312,12 +314,7 @@ class UtilityModel(ParamsMixin):
         }
         tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()}
         tensors["mean"], tensors["scale"] = self.mean_.contiguous(), self.scale_.contiguous()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        save_file(tensors, str(temporary), metadata={"mlsafety": json.dumps(meta, default=str)})
-        temporary.replace(path)
-        return path
+        return atomic_write_bytes(path, save(tensors, metadata={"mlsafety": json.dumps(meta, default=str)}))
 
     @classmethod
     def load(cls, path: str | Path) -> UtilityModel:
