@@ -11,37 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mlsafety.alignment.values.vader import DOMAINS
 from mlsafety.cli import app
 
 runner = CliRunner()
-WORDS = {"wonderful": 3.0, "great": 2.5, "lovely": 2.4, "good": 1.8, "awful": -3.0, "terrible": -2.7, "bad": -1.9,
-         "sad": -2.0}
-FILLER = ["the", "a", "day", "movie", "phone", "was", "this", "trip", "meal", "really"]
-
-
-@pytest.fixture()
-def vader_env(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "vader"
-    folder.mkdir()
-    seen = set()
-    for name in DOMAINS.values():
-        lines = []
-        while len(lines) < 60:
-            chosen = list(rng.choice(list(WORDS), rng.integers(1, 3), replace=False))
-            text = " ".join([*rng.choice(FILLER, 4), *chosen])
-            if text in seen:
-                continue
-            seen.add(text)
-            lines.append(f"{len(lines) + 1}\t{sum(WORDS[w] for w in chosen) + rng.normal(0, 0.1):.3f}\t{text}")
-        (folder / name).write_text("\r\n".join(lines), encoding="utf-8")
-    (folder / "vader_sentiment_lexicon.txt").write_text("\n".join(f"{w}\t{v}\t0.5\t[]" for w, v in WORDS.items()))
-    monkeypatch.setenv("MLSAFETY_VADER", str(folder))
-    monkeypatch.setenv("MLSAFETY_CACHE", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def test_train_eval_score_end_to_end(vader_env) -> None:
     model = vader_env / "u.safetensors"
     trained = runner.invoke(app, ["values", "train", "--encoder", "hashing", "--n-pairs", "800", "--out", str(model)])
@@ -92,6 +64,9 @@ def test_pairs_file_training_and_one_line_errors(vader_env) -> None:
         (["values", "train", "--encoder", "local", "--encoder-path", str(vader_env / "nope")], "does not exist"),
         (["values", "score", "--model", str(vader_env / "missing.safetensors"), "hi"], "not found"),
         (["values", "train", "--encoder", "bert"], "unknown text encoder"),
+        (["values", "eval", "--model", str(model), "--executor", "ray", "--workers", "0"], "--workers"),
+        (["values", "eval", "--model", str(model), "--workers", "2"], "--executor ray"),
+        (["values", "eval", "--model", str(model), "--executor", "dask"], "--executor"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
@@ -113,15 +88,16 @@ def _ethics_gz(folder, n: int = 120, seed: int = 0):
     import io
 
     rng = np.random.default_rng(seed)
-    good = [w for w, v in WORDS.items() if v > 0]
-    bad = [w for w, v in WORDS.items() if v < 0]
+    good = ["wonderful", "great", "lovely", "good"]
+    bad = ["awful", "terrible", "bad", "sad"]
+    filler = ["the", "a", "day", "movie", "phone", "was", "this", "trip", "meal", "really"]
     target = folder / "ethics" / "utilitarianism"
     target.mkdir(parents=True)
     for split in ("train", "test", "test_hard"):
         stream = io.StringIO()
         writer = csv.writer(stream)
         for i in range(n):
-            body = " ".join(rng.choice(FILLER, 4))
+            body = " ".join(rng.choice(filler, 4))
             writer.writerow([f"{body} {rng.choice(good)} {split} {i}", f"{body} {rng.choice(bad)} {split} {i}"])
         (target / f"util_{split}.csv.gz").write_bytes(gzip.compress(stream.getvalue().encode()))
     return folder / "ethics"

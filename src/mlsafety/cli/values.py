@@ -11,7 +11,10 @@ import typer
 
 from mlsafety.cli._app import app
 from mlsafety.cli._common import (
+    ADDRESS_HELP,
+    EXECUTOR_HELP,
     EXIT_FINDINGS,
+    WORKERS_HELP,
     check_out_dir,
     check_out_file,
     check_positive_option,
@@ -19,6 +22,7 @@ from mlsafety.cli._common import (
     cli_errors,
     console,
     fail,
+    make_cli_executor,
     parse_thresholds,
     print_verdict,
     print_written,
@@ -246,6 +250,9 @@ def evaluate(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer learning-curve points and a shorter optimisation.")] = False,
     goodhart: Annotated[bool, typer.Option(help="Run the Goodhart (optimisation) experiment.")] = True,
     fail_under: Annotated[list[str] | None, typer.Option(help="Exit 1 if METRIC < VALUE, e.g. pairwise_accuracy=0.8.")] = None,
+    executor: Annotated[str, typer.Option(metavar="local|ray", help=EXECUTOR_HELP + " Fits the Goodhart experiment's ensemble members.")] = "local",
+    address: Annotated[str | None, typer.Option(metavar="auto|HOST:PORT", help=ADDRESS_HELP)] = None,
+    workers: Annotated[int | None, typer.Option(metavar="N", help=WORKERS_HELP)] = None,
 ) -> None:
     """Score a utility model against held-out human judgements and write the values report."""
 
@@ -253,14 +260,16 @@ def evaluate(
     if ethics and pairs:
         raise fail("give at most one of --ethics and --pairs.")
     check_out_dir(out)
+    runner = make_cli_executor(executor, address, workers)
     from mlsafety._io import locked_output_dir
 
-    with locked_output_dir(out, command="mlsafety values eval"):
-        _evaluate(model, ethics, pairs, out, quick, goodhart, thresholds, encoder, encoder_path)
+    with locked_output_dir(out, command="mlsafety values eval"), runner:
+        _evaluate(model, ethics, pairs, out, quick, goodhart, thresholds, encoder, encoder_path, runner)
 
 
 def _evaluate(model: Path | None, ethics: str | None, pairs: str | None, out: Path, quick: bool, goodhart: bool,
-              thresholds: dict[str, float], encoder: str | None = None, encoder_path: str | None = None) -> None:
+              thresholds: dict[str, float], encoder: str | None = None, encoder_path: str | None = None,
+              executor: Any = None) -> None:
     from mlsafety.alignment.values.ethics import load_ethics_utilitarianism
     from mlsafety.alignment.values.pairs import load_pair_file
 
@@ -314,7 +323,8 @@ def _evaluate(model: Path | None, ethics: str | None, pairs: str | None, out: Pa
         with progress_bar() as bar:
             _, html, sections = build_values_report(utility, splits, out, lexicon=lexicon, quick=quick,
                                                     goodhart=goodhart, seed=seed, thresholds=thresholds,
-                                                    metadata={"model": model_name}, progress=bar)
+                                                    metadata={"model": model_name}, progress=bar,
+                                                    executor=executor)
     for section in sections:
         print_verdict(section.verdict, section.name, section.summary)
     print_written("report", html)

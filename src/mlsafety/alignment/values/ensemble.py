@@ -10,6 +10,11 @@ pessimism used against reward over-optimisation by Coste, Anwar, Kirk & Krueger 
 
 Members are standardised to zero mean and unit variance on the training texts first, so
 that no member dominates the minimum by its scale.
+
+Members are independent, so :meth:`UtilityEnsemble.fit_pairs` can fit them on any
+:mod:`mlsafety.execution` executor (a Ray cluster): each member is one shard whose bootstrap
+sample and seed are drawn before any shard runs, so the ensemble does not depend on where
+its members were fitted.
 """
 
 from __future__ import annotations
@@ -24,8 +29,23 @@ from mlsafety._validation import check_in, check_positive
 from mlsafety.alignment.values.utility import UtilityModel, resolve_encoder
 from mlsafety.base import ParamsMixin
 from mlsafety.exceptions import InvalidInputError
+from mlsafety.execution import Executor, LocalExecutor, Shard
 
 AGGREGATES = ("mean", "min", "mean_minus_std")
+
+
+def fit_member(shard: Shard, shared: tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]],
+               ) -> tuple[UtilityModel, torch.Tensor]:
+    """One member, fitted on the shard's bootstrap sample of the pairs with the shard's seed,
+    and its utilities of every training text (for the standardisation).
+
+    The encoder is not shipped (members are fitted on embeddings); the ensemble gives it
+    back to each member when the shards return.
+    """
+    better, worse, pool, params = shared
+    index = torch.as_tensor(shard.params["index"])
+    member = UtilityModel(**params, seed=shard.seed).fit_pairs(better[index], worse[index])
+    return member, member.utility(pool)
 
 
 class UtilityEnsemble(ParamsMixin):
@@ -53,25 +73,31 @@ class UtilityEnsemble(ParamsMixin):
         self.seed = seed
         self.model_params = model_params
 
-    def fit_pairs(self, better: torch.Tensor, worse: torch.Tensor) -> UtilityEnsemble:
-        """Fit every member with Bradley–Terry on (a bootstrap sample of) the pairs; returns self."""
+    def fit_pairs(self, better: torch.Tensor, worse: torch.Tensor, executor: Executor | None = None) -> UtilityEnsemble:
+        """Fit every member with Bradley–Terry on (a bootstrap sample of) the pairs; returns self.
+
+        ``executor`` fits the members as shards (default: one after the other in this process);
+        the members are the same on every executor.
+        """
         check_positive(self.n_members, "n_members", "UtilityEnsemble", integer=True)
         check_in(self.aggregate, AGGREGATES, "aggregate", "UtilityEnsemble")
+        encoder = resolve_encoder(self.model_params.get("encoder"))
         if not isinstance(better, torch.Tensor):
-            encoder = resolve_encoder(self.model_params.get("encoder"))
             if encoder is None:
                 raise InvalidInputError("UtilityEnsemble got texts but no encoder; pass encoder='minilm'.")
             better, worse = encoder.encode(list(better)), encoder.encode(list(worse))
         rng = np.random.default_rng(self.seed)
         n = better.shape[0]
+        # every sample is drawn here, before any shard runs, so members do not depend on the executor
+        shards = [Shard(f"member-{m}", {"index": rng.integers(0, n, n) if self.bootstrap else np.arange(n)},
+                        self.seed * 1000 + m) for m in range(self.n_members)]
+        params = {k: v for k, v in self.model_params.items() if k not in ("encoder", "seed")}
+        pool = torch.cat([better, worse])
+        members = (executor or LocalExecutor()).map(fit_member, shards, shared=(better, worse, pool, params))
         self.members_: list[UtilityModel] = []
         self.offsets_: list[tuple[float, float]] = []
-        pool = torch.cat([better, worse])
-        for m in range(self.n_members):
-            index = torch.as_tensor(rng.integers(0, n, n) if self.bootstrap else np.arange(n))
-            params = {**self.model_params, "seed": self.seed * 1000 + m}
-            member = UtilityModel(**params).fit_pairs(better[index], worse[index])
-            u = member.utility(pool)
+        for member, u in members:
+            member.encoder = self.model_params.get("encoder")
             self.members_.append(member)
             self.offsets_.append((float(u.mean()), float(u.std().clamp_min(1e-6))))
         return self

@@ -29,6 +29,7 @@ from mlsafety.alignment.values.pairs import Pairs, build_pairs
 from mlsafety.alignment.values.utility import UtilityModel
 from mlsafety.alignment.values.vader import RatedTexts, load_vader
 from mlsafety.exceptions import InvalidInputError
+from mlsafety.execution import Executor
 
 
 @dataclass
@@ -119,7 +120,8 @@ def goodhart_experiment(splits: ValueSplits, encoder: TextEncoder, train_embeddi
                         proxies: dict[str, Any] | None = None, lexicon: dict[str, float] | None = None,
                         n_texts: int = 8, n_steps: int = 8, n_candidates: int = 24, n_proxy_pairs: int = 500,
                         n_members: int = 5, vocabulary_size: int = 300, seed: int = 0,
-                        head: str = "linear", on_proxy_done: Callable[[str], None] | None = None) -> dict[str, Any]:
+                        head: str = "linear", on_proxy_done: Callable[[str], None] | None = None,
+                        executor: Executor | None = None) -> dict[str, Any]:
     """Optimise texts against learned utilities and score them with held-out gold judges.
 
     Proxies (each optimised separately, from the same start texts): the models in
@@ -129,6 +131,7 @@ def goodhart_experiment(splits: ValueSplits, encoder: TextEncoder, train_embeddi
     training text's human rating -- and ``lexicon`` (the VADER word ratings), when given.
 
     ``on_proxy_done(name)`` is called after each proxy's optimisation (for progress bars).
+    ``executor`` fits the ensemble's members (e.g. on a Ray cluster); the result is the same.
 
     Returns a dict with the traces (``traces``), the standardisation scales, and per-proxy
     summary numbers (gains in standard deviations of natural test texts).
@@ -138,7 +141,7 @@ def goodhart_experiment(splits: ValueSplits, encoder: TextEncoder, train_embeddi
     proxies["small"] = fit_utility(train_embeddings, small_pairs, encoder=encoder, head=head, seed=seed)
     proxies["min_ensemble"] = UtilityEnsemble(n_members=n_members, aggregate="min", seed=seed, encoder=encoder,
                                               head=head).fit_pairs(train_embeddings[small_pairs.better],
-                                                                   train_embeddings[small_pairs.worse])
+                                                                   train_embeddings[small_pairs.worse], executor)
     reference = UtilityModel(encoder=encoder, head="mlp", hidden_size=128, n_steps=600, weight_decay=1e-2,
                              seed=seed + 7).fit_ratings(train_embeddings, splits.train.ratings)
     gold: dict[str, Any] = {"reference": lambda texts: reference.score_texts(texts, cache=False)}

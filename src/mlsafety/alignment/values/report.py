@@ -24,6 +24,7 @@ from mlsafety.alignment.values.experiment import (
 from mlsafety.alignment.values.hashing import HashingEncoder
 from mlsafety.alignment.values.utility import UtilityModel, resolve_encoder
 from mlsafety.exceptions import InvalidInputError
+from mlsafety.execution import Executor
 from mlsafety.report import CheckResult, Figure, Table, render_report, wilson_interval
 from mlsafety.report.progress import in_chunks, step
 
@@ -145,13 +146,16 @@ def build_values_report(model: UtilityModel, splits: ValueSplits, out_dir: str |
                         quick: bool = False, goodhart: bool = True, transfer: bool = True, seed: int = 0,
                         metadata: dict[str, Any] | None = None,
                         thresholds: dict[str, float] | None = None,
-                        progress: Any | None = None) -> tuple[Path, Path, list[CheckResult]]:
+                        progress: Any | None = None,
+                        executor: Executor | None = None) -> tuple[Path, Path, list[CheckResult]]:
     """Evaluate ``model`` on the test split and write ``report.json`` / ``report.html``.
 
     Sections: fit to human ratings (scatter, per-domain table, hashing baseline),
     calibration, learning curve, domain transfer, Goodhart curve. The fit's verdict follows
     :func:`fit_verdict`; ``thresholds`` (``{"pairwise_accuracy": 0.8}``) add the user's own
     floors (``fail`` below them). ``progress`` (a rich ``Progress``) shows each long step.
+    ``executor`` fits the Goodhart experiment's ensemble members (e.g. on Ray); the report is
+    the same on every executor.
     """
     encoder = encoder or getattr(model, "_encoder_obj", None) or resolve_encoder(model.encoder)
     if encoder is None:
@@ -264,7 +268,8 @@ def build_values_report(model: UtilityModel, splits: ValueSplits, out_dir: str |
         result = goodhart_experiment(splits, encoder, train_e, proxies={"this model": model}, lexicon=lexicon,
                                      n_texts=6 if quick else 12, n_steps=n_goodhart_steps,
                                      n_candidates=16 if quick else 32, seed=seed, head=head,
-                                     on_proxy_done=(lambda name: progress.advance(task)) if progress else None)
+                                     on_proxy_done=(lambda name: progress.advance(task)) if progress else None,
+                                     executor=executor)
         summary = result["summary"]
         gold_names = [k[:-5] for k in next(iter(summary.values())) if k.endswith("_gain") and "peak" not in k
                       and k != "proxy_gain"]
