@@ -9,6 +9,7 @@ draws randomness only from the ``generator`` passed in.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import torch
@@ -243,21 +244,83 @@ def clipped_zoom(x: torch.Tensor, zoom: float, trim: bool = True) -> torch.Tenso
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def _zoom_source(size: int, zoom: float, trim: bool) -> torch.Tensor:
+    """The input coordinate (float64 pixels) that each output pixel of :func:`clipped_zoom`
+    samples along one axis."""
+    crop = math.ceil(size / zoom)
+    top = (size - crop) // 2
+    zoomed = round(crop * zoom)
+    first, count = ((zoomed - size) // 2, size) if trim else (0, zoomed)
+    out = torch.arange(count, dtype=torch.float64) + first
+    # scipy zoom (grid_mode=False): output o samples input o * (crop - 1) / (zoomed - 1)
+    return out * (crop - 1) / max(zoomed - 1, 1) + top
+
+
 @lru_cache(maxsize=128)
 def _zoom_grid(h: int, w: int, zoom: float, trim: bool, device: torch.device) -> torch.Tensor:
-    grids, sizes = [], []
-    for size in (h, w):
-        crop = math.ceil(size / zoom)
-        top = (size - crop) // 2
-        zoomed = round(crop * zoom)
-        first, count = ((zoomed - size) // 2, size) if trim else (0, zoomed)
-        out = torch.arange(count, dtype=torch.float64) + first
-        # scipy zoom (grid_mode=False): output o samples input o * (crop - 1) / (zoomed - 1)
-        source = out * (crop - 1) / max(zoomed - 1, 1) + top
-        grids.append((2 * source + 1) / size - 1)  # to grid_sample coordinates (align_corners=False)
-        sizes.append(count)
-    gy, gx = torch.meshgrid(grids[0], grids[1], indexing="ij")
+    # to grid_sample coordinates (align_corners=False)
+    gy, gx = torch.meshgrid(*((2 * _zoom_source(size, zoom, trim) + 1) / size - 1 for size in (h, w)),
+                            indexing="ij")
     return torch.stack([gx, gy], -1).float().unsqueeze(0).to(device)
+
+
+def _zoom_taps(size: int, zoom: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two input pixels (size, 2) and linear weights (size, 2, float64) of each output pixel
+    of the trimmed :func:`clipped_zoom` along one axis (grid_sample's border clamping)."""
+    source = _zoom_source(size, zoom, True).clamp(0, size - 1)
+    low = source.floor().long().clamp(max=size - 1)
+    fraction = source - low
+    return torch.stack([low, (low + 1).clamp(max=size - 1)], 1), torch.stack([1 - fraction, fraction], 1)
+
+
+@lru_cache(maxsize=16)
+def zoom_blur_matrix(h: int, w: int, zooms: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Zoom blur as one sparse (H W, H W) CSR matrix acting on row-major pixels:
+    ``(x + sum_z clipped_zoom(x, z)) / (len(zooms) + 1)``, a zoom of 1 being the image itself.
+
+    Each zoom is bilinear, so it is a sum of four shifted-and-weighted copies per output
+    pixel; the sum over all zooms has at most ``4 len(zooms) + 1`` nonzeros per row (fewer
+    near the centre, where the zooms' taps coincide and are merged)."""
+    size = h * w
+    rows, cols, values = [torch.arange(size)], [torch.arange(size)], [torch.ones(size, dtype=torch.float64)]
+    for zoom in zooms:
+        if zoom == 1:  # every table starts at 1: the image itself (exactly what scipy's zoom gives)
+            rows.append(rows[0])
+            cols.append(cols[0])
+            values.append(values[0])
+            continue
+        (row_taps, row_weights), (col_taps, col_weights) = _zoom_taps(h, zoom), _zoom_taps(w, zoom)
+        cols.append((row_taps[:, None, :, None] * w + col_taps[None, :, None, :]).flatten())
+        values.append((row_weights[:, None, :, None] * col_weights[None, :, None, :]).flatten())
+        rows.append(torch.arange(size).view(h, w, 1, 1).expand(h, w, 2, 2).flatten())
+    # merge duplicates and sort by (row, column): a linear key, unique, then compressed rows
+    key, inverse = torch.unique(torch.cat(rows) * size + torch.cat(cols), return_inverse=True)
+    merged = torch.zeros(len(key), dtype=torch.float64).index_add_(0, inverse, torch.cat(values))
+    counts = torch.bincount(key // size, minlength=size)
+    crow = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow.int(), (key % size).int(), (merged / (len(zooms) + 1)).float(),
+                                       (size, size)).to(device)
+
+
+def zoom_blur(x: torch.Tensor, zooms: tuple[float, ...]) -> torch.Tensor:
+    """ImageNet-C's zoom blur, ``(x + sum_z clipped_zoom(x, z)) / (len(zooms) + 1)``.
+
+    On the CPU, for images up to 2^22 / len(zooms) pixels, as one product of the cached sparse
+    matrix of :func:`zoom_blur_matrix` with the batch laid out as (H W, N C): three times as fast
+    as one bilinear ``grid_sample`` per zoom at 224 px and five times at 32 px (one thread);
+    elsewhere (and for larger images, whose matrix would not pay for itself) by ``grid_sample``.
+    """
+    n, c, h, w = x.shape
+    if x.device.type != "cpu" or h * w * len(zooms) > 1 << 22:
+        out = x.clone()
+        for zoom in zooms:
+            out += x if zoom == 1 else clipped_zoom(x, float(zoom))
+        return out.mul_(1 / (len(zooms) + 1))
+    matrix = zoom_blur_matrix(h, w, tuple(float(zoom) for zoom in zooms), x.device)
+    out = matrix @ x.permute(2, 3, 0, 1).reshape(h * w, n * c)
+    return out.view(h, w, n, c).permute(2, 3, 0, 1).contiguous()
 
 
 def shift(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:

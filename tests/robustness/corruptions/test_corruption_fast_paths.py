@@ -1,0 +1,36 @@
+"""The CPU fast paths of the corruptions equal the plain formulations they replace."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlsafety.registry import CORRUPTIONS
+from mlsafety.robustness.corruptions import _ops
+
+
+def _zoom_blur_by_grid_sample(x: torch.Tensor, zooms: tuple[float, ...]) -> torch.Tensor:
+    out = x.clone()
+    for zoom in zooms:
+        out += x if zoom == 1 else _ops.clipped_zoom(x, float(zoom))
+    return out / (len(zooms) + 1)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (3, 1, 37, 45)])
+@pytest.mark.parametrize("resolution", ["cifar", "imagenet"])
+def test_sparse_zoom_blur_equals_one_grid_sample_per_zoom(shape: tuple, resolution: str) -> None:
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    for severity in (1, 5):
+        zooms = CORRUPTIONS.get("zoom_blur")(severity=severity, resolution=resolution).parameters_for(*shape[-2:])
+        expected = _zoom_blur_by_grid_sample(x, zooms)
+        assert torch.allclose(_ops.zoom_blur(x, zooms), expected, atol=2e-6, rtol=0)
+
+
+def test_zoom_blur_matrix_rows_are_averages() -> None:
+    # every row holds the weights of a mean of len(zooms) + 1 bilinear samples: they sum to 1
+    zooms = (1.0, 1.05, 1.1, 1.2)
+    matrix = _ops.zoom_blur_matrix(20, 24, zooms, torch.device("cpu")).to_dense()
+    assert torch.allclose(matrix.sum(1), torch.ones(20 * 24), atol=1e-6)
+    assert float(matrix.min()) >= 0
+    # the identity (twice, as the published code adds the image to the zoom of factor 1) and four taps per zoom
+    assert int((matrix != 0).sum(1).max()) <= 4 * (len(zooms) - 1) + 1
