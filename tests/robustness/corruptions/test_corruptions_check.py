@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mlsafety.audit.base import AuditContext
@@ -34,6 +35,27 @@ def test_check_reports_heatmap_curves_and_worst(tiny_classifier, digits_splits) 
     clean_error = 1 - metrics["clean_accuracy"]
     expected_relative = sum((2 - sum(accuracy[n]) - 2 * clean_error) / 0.8 for n in baseline) / 3
     assert abs(metrics["relative_mCE"] - expected_relative) < 1e-9
+    # bootstrap intervals over images: around the means, and no wider than the bound that holds for
+    # any correlation between cells (sd of a mean of correlated proportions <= mean of their sds)
+    intervals = result.details["intervals"]
+    for name, (low, high) in intervals["corruption_means"].items():
+        assert 0 <= low <= sum(accuracy[name]) / 2 <= high <= 1, name
+    low, high = intervals["mean_corruption_accuracy"]
+    assert metrics["mean_corruption_accuracy_low"] == low and metrics["mean_corruption_accuracy_high"] == high
+    assert low < metrics["mean_corruption_accuracy"] < high
+    cells = np.array([a for values in accuracy.values() for a in values])
+    bound = 2 * 1.96 * np.sqrt(cells * (1 - cells) / 60).mean()
+    assert 0 < high - low <= 1.15 * bound
+    relative_low, relative_high = intervals["relative_accuracy"]
+    assert relative_low <= metrics["relative_accuracy"] <= relative_high
+    assert "mean: 95% interval" in result.tables[0].columns
+
+
+def test_hits_survive_the_shard_store_text() -> None:
+    from mlsafety.audit.checks.corruptions import _pack, _unpack
+
+    hits = np.random.default_rng(0).random(61) < 0.5  # not a multiple of 8
+    assert np.array_equal(_unpack(_pack(hits), 61), hits)
 
 
 def test_check_runs_on_rgb_and_skips_tiny_images() -> None:

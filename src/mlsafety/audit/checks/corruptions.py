@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from matplotlib.figure import Figure as MatplotlibFigure
 
 from mlsafety.audit.base import AuditContext, CheckResult, Figure, ShardedCheck, ShardPlan, Table
 from mlsafety.execution import Shard
+from mlsafety.metrics.bootstrap import bootstrap_interval
 from mlsafety.registry import CHECKS, CORRUPTIONS
 from mlsafety.report import wilson_interval
 
@@ -67,8 +69,18 @@ def plot_examples(image: torch.Tensor, names: list[str], severity: int, seed: in
     return figure
 
 
-def corruption_cell(shard: Shard, shared: tuple[Any, torch.Tensor, torch.Tensor, int]) -> dict[str, int]:
-    """Correct predictions on one (corruption, severity) cell, or on the clean images.
+def _pack(hits: np.ndarray) -> str:
+    """Per-image correctness as text (a bit per image, base64) that a shard store can hold."""
+    return base64.b64encode(np.packbits(hits)).decode("ascii")
+
+
+def _unpack(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=n).astype(bool)
+
+
+def corruption_cell(shard: Shard, shared: tuple[Any, torch.Tensor, torch.Tensor, int]) -> dict[str, Any]:
+    """Correct predictions on one (corruption, severity) cell, or on the clean images, with
+    which images were right (``hits``, packed bits) for the bootstrap intervals of the means.
 
     Batch ``i`` of a cell is seeded with :func:`~mlsafety.robustness.corruptions.evaluate.batch_seed`
     ``(seed, corruption, severity, i)``: derived from the cell's identity, so the count is the
@@ -79,13 +91,15 @@ def corruption_cell(shard: Shard, shared: tuple[Any, torch.Tensor, torch.Tensor,
     classifier, images, labels, batch_size = shared
     name, severity = shard.params["corruption"], shard.params["severity"]
     if name is None:  # the clean accuracy, reduced as evaluate_corruptions does (a float32 mean)
-        return {"accuracy": float((classifier.predict(images).cpu() == labels.cpu()).float().mean())}
-    correct = offset = 0
+        hits = classifier.predict(images).cpu() == labels.cpu()
+        return {"accuracy": float(hits.float().mean()), "hits": _pack(hits.numpy())}
+    parts = []
+    offset = 0
     for batch in corrupt_dataset(images, name, severity, seed=shard.params["seed"], batch_size=batch_size):
-        predicted = classifier.predict(batch).cpu()
-        correct += int((predicted == labels[offset:offset + len(batch)].cpu()).sum())
+        parts.append(classifier.predict(batch).cpu() == labels[offset:offset + len(batch)].cpu())
         offset += len(batch)
-    return {"correct": correct}
+    hits = torch.cat(parts).numpy()
+    return {"correct": int(hits.sum()), "hits": _pack(hits)}
 
 
 @CHECKS.register("corruptions")
@@ -115,12 +129,18 @@ class CorruptionsCheck(ShardedCheck):
         "clean_accuracy",
         "mCE",
         "mean_corruption_accuracy",
+        "mean_corruption_accuracy_high",
+        "mean_corruption_accuracy_low",
         "mean_corruption_error",
         "n_images",
         "relative_accuracy",
         "relative_mCE",
         "worst_corruption_accuracy",
     })
+
+    def config(self, context: AuditContext) -> dict[str, Any]:
+        # shards of format 2 carry per-image hits; finished shards of format 1 are not reused
+        return {**super().config(context), "shard_format": 2}
 
     def not_applicable(self, context: AuditContext) -> str | None:
         reason = super().not_applicable(context)
@@ -166,9 +186,22 @@ class CorruptionsCheck(ShardedCheck):
         order = np.argsort(means)
         worst = [names[i] for i in order[:3]]
         mean_accuracy = float(matrix.mean())
+        n = len(data)
+        # per image: the fraction of its corrupted copies (per corruption, or over all) classified right;
+        # resampling images keeps the correlation between severities and corruptions of one image
+        hits = np.stack([[_unpack(cells[name, s]["hits"], n) for s in severities] for name in names])
+        per_corruption = hits.mean(1)
+        mean_intervals = [bootstrap_interval(np.mean, row, seed=context.seed) for row in per_corruption]
+        overall_low, overall_high = bootstrap_interval(np.mean, per_corruption.mean(0), seed=context.seed)
+        clean_hits = _unpack(cells[None, 0]["hits"], n).astype(float)
+        relative_low, relative_high = bootstrap_interval(
+            lambda corrupted, right: corrupted.mean() / right.mean() if right.any() else np.nan,
+            per_corruption.mean(0), clean_hits, seed=context.seed)
         metrics = {
             "clean_accuracy": clean,
             "mean_corruption_accuracy": mean_accuracy,
+            "mean_corruption_accuracy_low": overall_low,
+            "mean_corruption_accuracy_high": overall_high,
             "mean_corruption_error": 1 - mean_accuracy,
             "relative_accuracy": mean_accuracy / clean if clean > 0 else 0.0,
             "worst_corruption_accuracy": float(means[order[0]]),
@@ -198,19 +231,24 @@ class CorruptionsCheck(ShardedCheck):
                 f"accuracy under {', '.join(failing)} falls below {1 - max_drop:.0%} of the clean accuracy "
                 f"({clean:.1%}); the model fails on these rare but realistic inputs. Consider AugMix or PixMix "
                 "training (mlsafety.robustness.training).")
-        n = len(data)
         clean_low, clean_high = wilson_interval(round(clean * n), n)
-        summary = (f"Mean accuracy under 15 corruptions {mean_accuracy:.1%} vs {clean:.1%} "
-                   f"[{clean_low:.1%}, {clean_high:.1%}] clean; worst: "
-                   + ", ".join(f"{names[i]} {means[i]:.1%}" for i in order[:3]) + ".")
+        summary = (f"Mean accuracy under 15 corruptions {mean_accuracy:.1%} [{overall_low:.1%}, {overall_high:.1%}] "
+                   f"vs {clean:.1%} [{clean_low:.1%}, {clean_high:.1%}] clean; worst: "
+                   + ", ".join(f"{names[i]} {means[i]:.1%} [{mean_intervals[i][0]:.1%}, {mean_intervals[i][1]:.1%}]"
+                               for i in order[:3]) + ".")
         cell_intervals = [[wilson_interval(round(float(a) * n), n) for a in matrix[i]] for i in range(len(names))]
         widest = max(high - low for row in cell_intervals for low, high in row) / 2
-        rows = [[name, *[float(a) for a in matrix[i]], float(means[i]), float(clean - means[i]),
+        rows = [[name, *[float(a) for a in matrix[i]], float(means[i]),
+                 "[{:.1%}, {:.1%}]".format(*mean_intervals[i]), float(clean - means[i]),
                  "[{:.1%}, {:.1%}]".format(*cell_intervals[i][-1])]
                 for i, name in enumerate(names)]
         notes.append(f"Every cell is the accuracy on the same {n:,} images; its 95% Wilson interval is at most "
                      f"±{widest:.1%} (the last column gives it at severity {severities[-1]}). Clean accuracy "
-                     f"{clean:.1%} [{clean_low:.1%}, {clean_high:.1%}].")
+                     f"{clean:.1%} [{clean_low:.1%}, {clean_high:.1%}] (Wilson). The intervals of the means "
+                     "(per corruption over the severities, and over every cell) are 95% percentile bootstrap "
+                     f"intervals over the {n:,} images (1,000 resamples), which keep the correlation between the "
+                     "corrupted copies of one image; relative accuracy (mean / clean) "
+                     f"{metrics['relative_accuracy']:.1%} [{relative_low:.1%}, {relative_high:.1%}].")
         example_severity = 3 if 3 in severities else severities[len(severities) // 2]
         figures = [
             Figure.from_matplotlib(plot_heatmap(matrix, names, severities, clean), "Accuracy: corruption x severity",
@@ -225,13 +263,17 @@ class CorruptionsCheck(ShardedCheck):
             summary,
             metrics=metrics,
             tables=[Table("Accuracy per corruption and severity",
-                          ["corruption", *[f"severity {s}" for s in severities], "mean", "drop vs clean",
+                          ["corruption", *[f"severity {s}" for s in severities], "mean", "mean: 95% interval",
+                           "drop vs clean",
                            f"severity {severities[-1]}: 95% interval"], rows)],
             figures=figures,
             warnings=warnings,
             notes=notes,
             details={"worst": worst, **result.to_dict(),
-                     "intervals": {"clean_accuracy": [clean_low, clean_high], "cells": cell_intervals}},
+                     "intervals": {"clean_accuracy": [clean_low, clean_high], "cells": cell_intervals,
+                                   "corruption_means": dict(zip(names, mean_intervals)),
+                                   "mean_corruption_accuracy": [overall_low, overall_high],
+                                   "relative_accuracy": [relative_low, relative_high]}},
             data_note=context.data_note(n, "each image is corrupted 15 times at every severity"),
             next_step=("train with diverse augmentations, AugMix (Hendrycks et al. 2020) or PixMix (2022): "
                        "mlsafety.robustness.training.augmix and .pixmix give the loss and the augmentation to pass to "
