@@ -34,3 +34,15 @@ def test_zoom_blur_matrix_rows_are_averages() -> None:
     assert float(matrix.min()) >= 0
     # the identity (twice, as the published code adds the image to the zoom of factor 1) and four taps per zoom
     assert int((matrix != 0).sum(1).max()) <= 4 * (len(zooms) - 1) + 1
+
+
+def test_scaled_and_limited_poisson_draws_are_the_clipped_counts() -> None:
+    from mlsafety.robustness.corruptions.noise import sample_poisson
+
+    rate = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    for offset in (0.0, 0.3 / 255):  # on the 8-bit grid, and off it (arrival counting)
+        x = (rate * 255).round() / 255 + offset
+        counts = sample_poisson(x * 5, torch.Generator().manual_seed(2), 5.0, 5 / 255)
+        scaled = sample_poisson(x * 5, torch.Generator().manual_seed(2), 5.0, 5 / 255, scale=0.2, limit=1.0)
+        assert torch.equal(scaled, (counts * 0.2).clamp(max=1.0))
+        assert float(counts.max()) * 0.2 > 1  # the limit was reached
