@@ -32,6 +32,10 @@ def test_quick_check_reports_ua2_spatial_and_patch(tiny_classifier, digits_split
     assert result.verdict in ("pass", "warn") and metrics["sanity_failures"] == 0
     assert [row[0] for row in result.tables[0].rows] == OPTIONS["unforeseen"]["attacks"]
     assert len(result.figures) == 2 and result.figures[1].png_base64
+    # UA2's interval: a bootstrap over the images of the per-image mean over attacks
+    low, high = result.details["ua2_interval"]
+    assert low <= metrics["ua2"] <= high and high - low > 0
+    assert f"UA2 {metrics['ua2']:.1%} [{low:.1%}, {high:.1%}]" in result.summary
 
 
 def test_masked_model_gets_a_warning(tiny_classifier, digits_splits) -> None:

@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure as MatplotlibFigure
 
 from mlsafety.audit.base import AuditContext, Check, CheckResult, Figure, Table
+from mlsafety.metrics.bootstrap import bootstrap_interval
 from mlsafety.registry import CHECKS
 from mlsafety.report import wilson_interval
 
@@ -143,6 +144,14 @@ class UnforeseenCheck(Check):
                          "optimistic for the attacker.")
 
         warnings = [f.message for f in report.findings if not f.passed]
+        ua2_interval, ua2_bounds = "-", None
+        core = [a for a in UA2_CORE if a in report.robust] or list(report.robust)
+        if reference == "medium" and core:
+            # UA2 is a mean over attacks on the same images: resample images, not attacks x images
+            per_image = torch.stack([report.robust[a].float().cpu() for a in core]).mean(0).numpy()
+            if abs(float(per_image.mean()) - ua2) < 1e-6:
+                ua2_low, ua2_high = ua2_bounds = bootstrap_interval(np.mean, per_image, seed=seed)
+                ua2_interval = f"[{ua2_low:.1%}, {ua2_high:.1%}] (bootstrap over the images)"
         matrix = np.array([[report.accuracy[a][lv] for lv in levels] for a in attacks])
         figures = [Figure.from_matplotlib(plot_accuracy(matrix, attacks, levels, clean), "Accuracy under each attack",
                                           "Optimised non-Lp attacks at each distortion level.")]
@@ -160,7 +169,8 @@ class UnforeseenCheck(Check):
         low = [label for label, value in (("UA2", ua2), ("spatial accuracy", spatial_accuracy))
                if value < max_drop * clean]
         verdict = "warn" if warnings or low else "pass"
-        summary = (f"UA2 {ua2:.1%} vs clean {clean:.1%}; worst attack {worst_name} ({worst_accuracy:.1%}); "
+        summary = (f"UA2 {ua2:.1%}" + (f" {ua2_interval.split(' (')[0]}" if ua2_interval != "-" else "")
+                   + f" vs clean {clean:.1%}; worst attack {worst_name} ({worst_accuracy:.1%}); "
                    f"spatial worst-of-10 {spatial_accuracy:.1%}; universal patch fools {patch_success:.1%}"
                    + (f"; {len(warnings)} sanity warning(s)." if warnings else "."))
         metrics: dict[str, float] = {
@@ -173,7 +183,7 @@ class UnforeseenCheck(Check):
                   [[a, *[report.accuracy[a][lv] for lv in levels], report.random_accuracy.get(a)] for a in attacks]),
             Table("Summary (95% Wilson interval over the images)", ["measure", "value", "95% interval"],
                   [["clean accuracy", clean, _interval(clean, len(subset))],
-                   ["UA2 (mean at medium)", ua2, "- (a mean over attacks on the same images)"],
+                   ["UA2 (mean at medium)", ua2, ua2_interval],
                    [f"worst attack: {worst_name}", worst_accuracy, _interval(worst_accuracy, len(subset))],
                    ["spatial worst-of-10 accuracy", spatial_accuracy, _interval(spatial_accuracy, len(subset))],
                    [f"universal patch success (size {patch_size:g})", patch_success,
@@ -183,6 +193,7 @@ class UnforeseenCheck(Check):
         ]
         details: dict[str, Any] = {**report.to_dict(), "attack_seconds": report.seconds,
                                    "spatial_accuracy": spatial_accuracy, "patch_success_rate": patch_success,
+                                   "ua2_interval": ua2_bounds,
                                    "seconds": time.perf_counter() - start}
         next_step = ""
         if low:
