@@ -92,6 +92,28 @@ def linf_box(x: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tenso
     return (x - epsilon).clamp_(min=0.0), (x + epsilon).clamp_(max=1.0)
 
 
+def select_rows(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.where(mask[:, None, ...], a, b)``: sample ``i`` of ``a`` where ``mask[i]``, else of ``b``.
+
+    The same values; on the CPU the result is ``a`` or ``b`` itself when the mask is all
+    True or all False (neither is modified in place, so sharing is safe), and otherwise a copy
+    of the majority side with the other rows copied in: on a CPU a broadcast ``where`` over
+    the batch costs several elementwise passes.
+    """
+    if a.device.type != "cpu":
+        return torch.where(_view(mask, a), a, b)
+    count, n = int(mask.sum()), mask.shape[0]
+    if count == n:
+        return a
+    if count == 0:
+        return b
+    if 2 * count >= n:
+        rows = (~mask).nonzero().squeeze(1)
+        return a.index_copy(0, rows, b.index_select(0, rows))
+    rows = mask.nonzero().squeeze(1)
+    return b.index_copy(0, rows, a.index_select(0, rows))
+
+
 def steepest_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     """The unit-norm steepest-ascent direction: sign(grad) for Linf, grad/||grad||_2 for L2."""
     if norm == "Linf":

@@ -19,6 +19,7 @@ from mlsafety.robustness.attacks._common import (
     linf_box,
     make_forward,
     project,
+    select_rows,
     targeted_margin_loss,
 )
 
@@ -75,7 +76,13 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
         noise = noise / _view(noise.flatten(1).norm(dim=1) + 1e-12, x)
     x_adv = (x + epsilon * noise).clamp(0.0, 1.0)
 
-    def evaluate(points: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def evaluate(points: torch.Tensor, rows: torch.Tensor, need_grad: bool = True,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if not need_grad:
+            # the last iterate: its gradient would never be used (the same logits without the backward pass)
+            with torch.no_grad():
+                logits = forward(points)
+                return logits, loss(logits, rows), None
         if eot_iter == 1:
             # the gradient itself: no zero tensor to add it to and no division by one
             points_ = points.detach().requires_grad_(True)
@@ -101,11 +108,12 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
     # Linf: the ball and the image box as per-pixel bounds (one clamp pass per projection)
     bounds = linf_box(origin, epsilon) if norm == "Linf" else None
     step_size = torch.full((n,), 2.0 * epsilon, device=device)
-    x_best, grad_best, loss_best = x_adv.clone(), grad.clone(), loss_value.clone()
+    # no tensor of the batch is modified in place below, so these may share storage
+    x_best, grad_best, loss_best = x_adv, grad, loss_value
     loss_steps = torch.zeros(n_steps, n, device=device)
-    loss_best_last_check = loss_best.clone()
+    loss_best_last_check = loss_best
     reduced_last_check = torch.ones(n, dtype=torch.bool, device=device)
-    x_previous = x_adv.clone()
+    x_previous = x_adv
     until_check = length
     since_check = 0
 
@@ -115,7 +123,8 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
         if bounds is not None:
             bounds = (bounds[0][keep], bounds[1][keep])
         rows, origin, labels, x_adv, x_previous = rows[keep], origin[keep], labels[keep], x_adv[keep], x_previous[keep]
-        grad, step_size, x_best, grad_best = grad[keep], step_size[keep], x_best[keep], grad_best[keep]
+        step_size, x_best, grad_best = step_size[keep], x_best[keep], grad_best[keep]
+        grad = grad[keep] if grad is not None else None  # None after the last step
         loss_best, loss_steps = loss_best[keep], loss_steps[:, keep]
         loss_best_last_check, reduced_last_check = loss_best_last_check[keep], reduced_last_check[keep]
 
@@ -147,30 +156,35 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
                             origin, epsilon, norm)
                 x_adv = project(x_adv + momentum * (z - x_adv) + (1 - momentum) * difference, origin, epsilon,
                                 norm)
-        logits, loss_value, grad = evaluate(x_adv, rows)
+        last = i == n_steps - 1 and eot_iter == 1
+        logits, loss_value, grad = evaluate(x_adv, rows, need_grad=not last)
         with torch.no_grad():
             loss_steps[i] = loss_value
             improved = loss_value > loss_best
-            # one pass each, where masked indexing gathers and scatters (every sample improves
-            # in the early steps)
-            mask = _view(improved, x_adv)
-            x_best, grad_best = torch.where(mask, x_adv, x_best), torch.where(mask, grad, grad_best)
+            # the iterate and gradient of the samples that improved (on the CPU without a
+            # broadcast where, which costs several passes over the batch)
+            x_best = select_rows(improved, x_adv, x_best)
+            if not last:
+                grad_best = select_rows(improved, grad, grad_best)
             loss_best = torch.where(improved, loss_value, loss_best)
             since_check += 1
             if since_check == until_check:
                 # condition 1: the loss increased in at most rho * k of the last k steps
-                window = torch.arange(i, i - until_check, -1, device=device)
-                increases = (loss_steps[window] > loss_steps[window - 1]).float().sum(0)
+                start = i + 1 - until_check
+                # the step before the first compares with the last row (zero until it is written)
+                before = loss_steps[start - 1:i] if start > 0 else torch.cat((loss_steps[-1:], loss_steps[:i]))
+                increases = (loss_steps[start:i + 1] > before).float().sum(0)
                 oscillating = increases <= until_check * rho
                 # condition 2: the step size was not reduced and the best loss did not improve
                 stalled = ~reduced_last_check & (loss_best_last_check >= loss_best)
                 reduce = oscillating | stalled
-                reduced_last_check = reduce.clone()
-                loss_best_last_check = loss_best.clone()
+                reduced_last_check = reduce
+                loss_best_last_check = loss_best
                 if bool(reduce.any()):
                     step_size = torch.where(reduce, step_size / 2.0, step_size)
-                    x_adv = torch.where(_view(reduce, x_adv), x_best, x_adv)
-                    grad = torch.where(_view(reduce, grad), grad_best, grad)
+                    x_adv = select_rows(reduce, x_best, x_adv)
+                    if not last:
+                        grad = select_rows(reduce, grad_best, grad)
                 until_check = max(until_check - decrement, minimum)
                 since_check = 0
         record(logits)
