@@ -167,6 +167,7 @@ class GaussianBlur(Corruption):
     :class:`Corruption`."""
 
     group = "holdout"
+    chunk_elements = 1 << 19
 
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
         return _ops.gaussian_blur(x, float(params))

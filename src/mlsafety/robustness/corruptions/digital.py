@@ -122,6 +122,8 @@ class ElasticTransform(Corruption):
     by 32; we multiply by the shorter side). Parameters as in :class:`Corruption`.
     """
 
+    chunk_elements = 1 << 20
+
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         n, _c, h, w = x.shape
         side = min(h, w)
