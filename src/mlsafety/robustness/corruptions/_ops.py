@@ -126,8 +126,19 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "mirror") -> tor
             if weight:
                 out.add_(padded[..., i:i + h, j:j + w], alpha=weight)
         return out
-    # one kernel for the whole batch: its spectrum is computed once and broadcast
-    return correlate_fft(padded, kernel.to(x)[None, None])[..., :h, :w]
+    # one kernel for the whole batch: its spectrum is cached and broadcast
+    size = tuple(fast_fft_size(s) for s in padded.shape[-2:])
+    spectrum = torch.fft.rfft2(padded.float(), s=size)
+    spectrum *= _kernel_spectrum(tuple(kernel.flatten().tolist()), kernel.shape, size, x.device)
+    return torch.fft.irfft2(spectrum, s=size)[..., :h, :w].to(x.dtype)
+
+
+@lru_cache(maxsize=64)
+def _kernel_spectrum(kernel: tuple[float, ...], shape: tuple[int, int], size: tuple[int, int],
+                     device: torch.device) -> torch.Tensor:
+    """The conjugate spectrum that :func:`correlate_fft` multiplies by, for one float32 kernel."""
+    taps = torch.tensor(kernel, dtype=torch.float32, device=device).view(1, 1, *shape)
+    return torch.fft.rfft2(taps, s=size).conj_physical_()
 
 
 def fast_fft_size(minimum: int) -> int:
@@ -407,18 +418,26 @@ def _motion_blur_slices(x: torch.Tensor, kernel: list[float], rows: list[list[in
                         p: int) -> torch.Tensor:
     """``out[n] = sum_i kernel[i] * padded[n][rows[n][i]:, cols[n][i]:]`` (windows of the input
     size) with the image edge-padded by ``p``; the shifts differ per image, so images go one
-    at a time."""
+    at a time. Taps that round to the same shift (consecutive ones, as the shifts are monotone
+    in the tap) are added as one window with the sum of their weights: a tenth fewer passes
+    on average over the angles, up to a third at 45 degrees."""
     h, w = x.shape[-2:]
     out = torch.empty_like(x)
     for image, (image_rows, image_cols) in enumerate(zip(rows, cols)):
         padded = pad(x[image:image + 1], p, p, p, p, "nearest")
         accumulator = out[image:image + 1]
-        for tap, (top, left) in enumerate(zip(image_rows, image_cols)):
+        windows: list[list] = []
+        for top, left, weight in zip(image_rows, image_cols, kernel):
+            if windows and windows[-1][:2] == [top, left]:
+                windows[-1][2] += weight
+            else:
+                windows.append([top, left, weight])
+        for tap, (top, left, weight) in enumerate(windows):
             window = padded[..., top:top + h, left:left + w]
             if tap == 0:
-                torch.mul(window, kernel[0], out=accumulator)
+                torch.mul(window, weight, out=accumulator)
             else:
-                accumulator.add_(window, alpha=kernel[tap])
+                accumulator.add_(window, alpha=weight)
     return out
 
 
