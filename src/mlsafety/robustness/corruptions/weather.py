@@ -46,10 +46,15 @@ class Snow(Corruption):
         angle = torch.rand(n, generator=generator, device=x.device) * 90 - 135
         layer = _ops.motion_blur(layer, int(radius), float(sigma), angle)[..., :h, :w]
         layer = layer.mul_(255).round_().div_(255)
-        gray = _ops.to_gray(x) if c == 3 else x
+        if c == 3:
+            # 1.5 gray + 0.5 accumulated on one plane (no three-channel temporary of products)
+            red, green, blue = (1.5 * weight for weight in _ops.LUMA)
+            whitened = torch.mul(x[:, 0:1], red).add_(x[:, 1:2], alpha=green).add_(x[:, 2:3], alpha=blue).add_(0.5)
+        else:
+            whitened = x * 1.5 + 0.5
         # blend x + (1 - blend) max(x, 1.5 gray + 0.5) + layer + layer turned by 180 degrees,
         # in place in one fresh tensor
-        out = torch.maximum(x, gray * 1.5 + 0.5, out=torch.empty(x.shape, device=x.device))
+        out = torch.maximum(x, whitened, out=torch.empty(x.shape, device=x.device))
         out.mul_(1 - blend).add_(x, alpha=blend)
         return out.add_(layer).add_(layer.flip((2, 3)))
 
