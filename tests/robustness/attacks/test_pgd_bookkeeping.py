@@ -1,12 +1,14 @@
 """PGD's early exit drops finished samples after the (elementwise) Linf step instead of before
 it: the adversarial examples are exactly those of the plain formulation, which drops them from
-every tensor first. The single-batch path returns a fresh tensor, never the caller's."""
+every tensor first. The single-batch path returns a fresh tensor, never the caller's. With
+``y`` omitted no clean forward pass runs."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from mlsafety.robustness.attacks import PGD
+from mlsafety.robustness.attacks import APGD, PGD
 from mlsafety.robustness.attacks._common import input_gradient, linf_box, make_forward, random_in_ball
 from mlsafety.robustness.attacks.pgd import attack_loss, is_success, pgd
 
@@ -69,3 +71,27 @@ def test_single_batch_result_is_a_fresh_tensor(tiny_classifier, batch) -> None:
     assert torch.equal(out, x)
     out.add_(1)
     assert float(x.max()) <= 1  # the caller's tensor is untouched
+
+
+@pytest.mark.parametrize(("attack", "passes"), [(PGD(epsilon=0.002, n_steps=3), 3),
+                                                (APGD(epsilon=0.002, n_steps=4), 5),
+                                                (APGD(epsilon=0.002, n_steps=4, loss="dlr"), 5)])
+def test_omitted_labels_skip_the_clean_pass(attack, passes, tiny_classifier, batch) -> None:
+    """With ``y`` omitted the labels are the model's predictions, so no sample is misclassified
+    at the start: the attack runs no clean forward pass of its own, and returns what it returns
+    when given those predictions."""
+    x = batch[0][:16]
+    calls = []
+    handle = tiny_classifier.module.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        predictions = tiny_classifier.predict(x)
+        calls.clear()
+        omitted = attack(x, None, tiny_classifier)
+        assert len(calls) == 1 + passes  # the prediction, then the attack's own passes
+        calls.clear()
+        given = attack(x, predictions, tiny_classifier)
+        assert len(calls) == 1 + passes  # the clean pass, then the same passes
+    finally:
+        handle.remove()
+    assert bool((tiny_classifier.predict(omitted) == predictions).any()), "the check needs samples that survive"
+    assert torch.equal(omitted, given)

@@ -225,6 +225,10 @@ class Attack(Perturbation):
     #: whether this attack reads only the logits (black-box); then it also runs on models
     #: without gradients (TorchScript, non-differentiable pre-processing).
     black_box: ClassVar[bool] = False
+    #: set by :meth:`perturb` while ``y`` holds the model's own fp32 predictions of the float32
+    #: batch (``y`` omitted): then no sample is misclassified at the start, and an attack may
+    #: skip its clean forward pass.
+    _labels_are_predictions: bool = False
 
     def _check_common(self) -> None:
         owner = type(self).__name__
@@ -267,19 +271,24 @@ class Attack(Perturbation):
         x = check_images(x)
         if self._y_holds_targets() and y is None:
             raise InvalidInputError(f"{owner} with targeted=True needs `y`: the target class of each image.")
+        labels_are_predictions = y is None and x.dtype == torch.float32
         if y is None:
             y = classifier.predict(x)
         y = check_labels(y, x.shape[0], classifier.n_classes)
         generator_seed = self.seed
         outputs = []
-        with classifier.evaluating():
-            device = classifier.device
-            generator = make_generator(generator_seed, device)
-            for start in range(0, x.shape[0], classifier.batch_size):
-                xb = x[start:start + classifier.batch_size].to(device=device, dtype=torch.float32)
-                yb = y[start:start + classifier.batch_size].to(device)
-                adv = self._attack_batch(classifier, xb, yb, generator)
-                outputs.append(adv.detach().to(x.device, x.dtype))
+        self._labels_are_predictions = labels_are_predictions
+        try:
+            with classifier.evaluating():
+                device = classifier.device
+                generator = make_generator(generator_seed, device)
+                for start in range(0, x.shape[0], classifier.batch_size):
+                    xb = x[start:start + classifier.batch_size].to(device=device, dtype=torch.float32)
+                    yb = y[start:start + classifier.batch_size].to(device)
+                    adv = self._attack_batch(classifier, xb, yb, generator)
+                    outputs.append(adv.detach().to(x.device, x.dtype))
+        finally:
+            self._labels_are_predictions = False
         if len(outputs) == 1:
             # one batch: no copy through cat, unless the attack handed back the caller's tensor
             out = outputs[0]

@@ -258,8 +258,14 @@ class APGD(Attack):
     def _attack_batch(self, classifier: Classifier, x: torch.Tensor, y: torch.Tensor,
                       generator: torch.Generator) -> torch.Tensor:
         forward = make_forward(classifier, self.precision)
-        logits, fooled = _clean_fooled(forward, x, y)
-        if self.loss == "dlr" and logits.shape[1] < 3:
+        if (self._labels_are_predictions and self.precision == "fp32"
+                and (self.loss == "ce" or classifier.n_classes is not None)):
+            # y holds the model's own predictions of these images: none is misclassified yet
+            fooled, n_classes = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device), classifier.n_classes
+        else:
+            logits, fooled = _clean_fooled(forward, x, y)
+            n_classes = logits.shape[1]
+        if self.loss == "dlr" and n_classes < 3:
             from mlsafety.exceptions import parameter_error
 
             raise parameter_error("loss", type(self).__name__, "'ce' for models with fewer than 3 classes",

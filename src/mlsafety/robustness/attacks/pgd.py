@@ -157,8 +157,12 @@ class PGD(Attack):
                       generator: torch.Generator) -> torch.Tensor:
         forward = make_forward(classifier, self.precision)
         step = self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.n_steps
-        with torch.no_grad():
-            done = is_success(forward(x), y, self.targeted)
+        if self._labels_are_predictions and self.precision == "fp32":
+            # y holds the model's own predictions of these images: none is misclassified yet
+            done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        else:
+            with torch.no_grad():
+                done = is_success(forward(x), y, self.targeted)
         return pgd(forward, x, y, epsilon=self.epsilon, norm=self.norm, n_steps=self.n_steps, step_size=step,
                    n_restarts=self.n_restarts, random_start=self.random_start, loss=self.loss,
                    targeted=self.targeted, generator=generator, done=done)
