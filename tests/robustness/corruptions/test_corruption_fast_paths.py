@@ -46,3 +46,13 @@ def test_scaled_and_limited_poisson_draws_are_the_clipped_counts() -> None:
         scaled = sample_poisson(x * 5, torch.Generator().manual_seed(2), 5.0, 5 / 255, scale=0.2, limit=1.0)
         assert torch.equal(scaled, (counts * 0.2).clamp(max=1.0))
         assert float(counts.max()) * 0.2 > 1  # the limit was reached
+
+
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "mirror", "wrap"])
+def test_padding_by_slices_equals_gathering_every_position(mode: str) -> None:
+    x = torch.rand(2, 3, 7, 5, generator=torch.Generator().manual_seed(3))
+    for top, bottom, left, right in [(1, 1, 1, 1), (3, 0, 0, 4), (6, 7, 4, 5), (7, 8, 5, 6), (9, 2, 12, 1)]:
+        rows = _ops.boundary_index(torch.arange(-top, 7 + bottom), 7, mode)
+        cols = _ops.boundary_index(torch.arange(-left, 5 + right), 5, mode)
+        expected = x[..., rows, :][..., cols]
+        assert torch.equal(_ops.pad(x, top, bottom, left, right, mode), expected), (top, bottom, left, right)

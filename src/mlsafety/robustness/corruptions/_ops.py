@@ -48,8 +48,11 @@ def boundary_index(index: torch.Tensor, size: int, mode: str) -> torch.Tensor:
 def pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> torch.Tensor:
     """Pad the last two dimensions with a :func:`boundary_index` border mode (any pad width).
 
-    The centre is copied once and only the border rows and columns are gathered (gathering
-    the whole padded image costs ten times as much on the CPU).
+    The centre is copied once and only the border rows and columns are filled (gathering
+    the whole padded image costs ten times as much on the CPU): from a broadcast edge
+    (``nearest``), a slice (``wrap``) or a flipped slice (``reflect``, ``mirror``) where the
+    border is no wider than the image allows, else by gathering (``index_select`` along the
+    last dimension is a strided gather, three times slower for a 30 px border at 224 px).
     """
     if not (top or bottom or left or right):
         return x
@@ -57,14 +60,30 @@ def pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str
     out = x.new_empty(*x.shape[:-2], h + top + bottom, w + left + right)
     out[..., top:top + h, left:left + w] = x
     if top:
-        out[..., :top, left:left + w] = x.index_select(-2, _border_index(-top, 0, h, mode, x.device))
+        out[..., :top, left:left + w] = _border(x, -2, -top, 0, h, mode, 0)
     if bottom:
-        out[..., top + h:, left:left + w] = x.index_select(-2, _border_index(h, h + bottom, h, mode, x.device))
+        out[..., top + h:, left:left + w] = _border(x, -2, h, h + bottom, h, mode, 0)
     if left:
-        out[..., :left] = out.index_select(-1, left + _border_index(-left, 0, w, mode, x.device))
+        out[..., :left] = _border(out, -1, -left, 0, w, mode, left)
     if right:
-        out[..., left + w:] = out.index_select(-1, left + _border_index(w, w + right, w, mode, x.device))
+        out[..., left + w:] = _border(out, -1, w, w + right, w, mode, left)
     return out
+
+
+def _border(t: torch.Tensor, dim: int, start: int, stop: int, size: int, mode: str, offset: int) -> torch.Tensor:
+    """The values at positions ``start .. stop - 1`` (all below 0 or all at least ``size``) of
+    axis ``dim`` of ``t``, whose in-range positions begin at index ``offset``, under a border
+    ``mode``: a view (or a flipped copy) where the border allows it, else a gather."""
+    count, below = stop - start, start < 0
+    if mode == "nearest":
+        return t.narrow(dim, offset + (0 if below else size - 1), 1)  # broadcast on assignment
+    if mode == "wrap" and count <= size:
+        return t.narrow(dim, offset + (size + start if below else 0), count)
+    if mode == "reflect" and count <= size:
+        return t.narrow(dim, offset + (0 if below else size - count), count).flip(dim)
+    if mode == "mirror" and count <= size - 1:
+        return t.narrow(dim, offset + (1 if below else size - 1 - count), count).flip(dim)
+    return t.index_select(dim, offset + _border_index(start, stop, size, mode, t.device))
 
 
 @lru_cache(maxsize=512)
