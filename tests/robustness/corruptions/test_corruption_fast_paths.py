@@ -56,3 +56,18 @@ def test_padding_by_slices_equals_gathering_every_position(mode: str) -> None:
         cols = _ops.boundary_index(torch.arange(-left, 5 + right), 5, mode)
         expected = x[..., rows, :][..., cols]
         assert torch.equal(_ops.pad(x, top, bottom, left, right, mode), expected), (top, bottom, left, right)
+
+
+def test_motion_blur_corrupts_large_images_whole_and_small_ones_in_chunks() -> None:
+    blur = CORRUPTIONS.get("motion_blur")(severity=2, seed=5, resolution="imagenet")
+    calls = []
+    corrupt = blur._corrupt
+    blur._corrupt = lambda x, params, generator: calls.append(len(x)) or corrupt(x, params, generator)
+    for side, expected in ((48, [3]), (20, [1, 1, 1])):
+        x = torch.rand(3, 3, side, side, generator=torch.Generator().manual_seed(0))
+        blur.chunk_elements = x[0].numel()
+        calls.clear()
+        chunked = blur(x)
+        assert calls == expected
+        blur.chunk_elements = None
+        assert torch.allclose(chunked, blur(x), atol=1e-6)

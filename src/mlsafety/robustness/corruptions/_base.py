@@ -45,6 +45,9 @@ class Corruption(Perturbation):
     chunk_elements: ClassVar[int | None] = None
     """On the CPU, corrupt images in groups of about this many values (None: all at once);
     set per corruption where it measured faster."""
+    chunk_below_pixels: ClassVar[int | None] = None
+    """Chunk only images of fewer pixels than this (None: any size), for corruptions whose
+    method for large images already works image by image."""
     bounded: ClassVar[bool] = False
     """True where ``_corrupt`` already returns values in [0, 1] (no clamping pass over the result)."""
 
@@ -78,7 +81,9 @@ class Corruption(Perturbation):
         # one copy of a permuted (e.g. channels-last) input is far cheaper than strided filters
         source = x.float().contiguous()
         per_image = source[0].numel()
-        if source.device.type != "cpu" or not self.chunk_elements or per_image * len(x) <= self.chunk_elements:
+        whole = (source.device.type != "cpu" or not self.chunk_elements or per_image * len(x) <= self.chunk_elements
+                 or (self.chunk_below_pixels is not None and x.shape[-2] * x.shape[-1] >= self.chunk_below_pixels))
+        if whole:
             out = self._corrupt(source, params, generator)
             if out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr():
                 out = out.clone()  # never clamp the caller's tensor in place

@@ -140,6 +140,9 @@ class MotionBlur(Corruption):
     :class:`Corruption`."""
 
     chunk_elements = 1 << 18
+    # from 48 x 48 px the CPU method goes image by image anyway (measured 1.03 -> 0.90 ms per
+    # 224 px image unchunked; small images in chunks stay 2.8x faster at 512 images of 32 px)
+    chunk_below_pixels = 48 * 48
 
     def _corrupt(self, x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
         radius, sigma = params
