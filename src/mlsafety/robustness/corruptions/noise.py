@@ -28,7 +28,7 @@ class GaussianNoise(Corruption):
 
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return noise.mul_(params).add_(x)
+        return torch.add(x, noise, alpha=params, out=noise)  # one pass, into the noise's memory
 
 
 @CORRUPTIONS.register("shot_noise", group="benchmark", family="noise")
@@ -102,7 +102,7 @@ class SpeckleNoise(Corruption):
 
     def _corrupt(self, x: torch.Tensor, params: float, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return noise.mul_(params).add_(1).mul_(x)
+        return torch.addcmul(x, x, noise, value=params, out=noise)  # x + c x noise in one pass
 
 
 @lru_cache(maxsize=32)
