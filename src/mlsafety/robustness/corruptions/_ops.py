@@ -303,7 +303,7 @@ def _zoom_taps(size: int, zoom: float) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([low, (low + 1).clamp(max=size - 1)], 1), torch.stack([1 - fraction, fraction], 1)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=5)
 def zoom_blur_matrix(h: int, w: int, zooms: tuple[float, ...], device: torch.device) -> torch.Tensor:
     """Zoom blur as one sparse (H W, H W) CSR matrix acting on row-major pixels:
     ``(x + sum_z clipped_zoom(x, z)) / (len(zooms) + 1)``, a zoom of 1 being the image itself.
@@ -337,13 +337,14 @@ def zoom_blur_matrix(h: int, w: int, zooms: tuple[float, ...], device: torch.dev
 def zoom_blur(x: torch.Tensor, zooms: tuple[float, ...]) -> torch.Tensor:
     """ImageNet-C's zoom blur, ``(x + sum_z clipped_zoom(x, z)) / (len(zooms) + 1)``.
 
-    On the CPU, for images up to 2^22 / len(zooms) pixels, as one product of the cached sparse
-    matrix of :func:`zoom_blur_matrix` with the batch laid out as (H W, N C): three times as fast
-    as one bilinear ``grid_sample`` per zoom at 224 px and five times at 32 px (one thread);
-    elsewhere (and for larger images, whose matrix would not pay for itself) by ``grid_sample``.
+    On the CPU, for images up to 2^21 / len(zooms) pixels (about 430 x 430 at eleven zooms), as
+    one product of the cached sparse matrix of :func:`zoom_blur_matrix` with the batch laid out
+    as (H W, N C): three times as fast as one bilinear ``grid_sample`` per zoom at 224 px and
+    five times at 32 px (one thread). The matrix holds 8 bytes per nonzero (12 MB at 224 px;
+    the last five are cached). Elsewhere, and for larger images, by ``grid_sample``.
     """
     n, c, h, w = x.shape
-    if x.device.type != "cpu" or h * w * len(zooms) > 1 << 22:
+    if x.device.type != "cpu" or h * w * len(zooms) > 1 << 21:
         out = x.clone()
         for zoom in zooms:
             out += x if zoom == 1 else clipped_zoom(x, float(zoom))
