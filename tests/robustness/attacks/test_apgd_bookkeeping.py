@@ -49,17 +49,17 @@ def _plain_apgd(forward, x, y, loss, epsilon, norm, n_steps, generator, rho=0.75
              "reduced_last_check": torch.ones(n, dtype=torch.bool)}
     loss_steps = torch.zeros(n_steps, n)
 
-    def record(logits):
+    def record(logits, points):
         nonlocal loss_steps
         fooled = logits.argmax(1) != state["labels"]
         if bool(fooled.any()):
-            result[state["rows"][fooled]] = state["x_adv"][fooled]
+            result[state["rows"][fooled]] = points[fooled]
             success[state["rows"][fooled]] = True
             for key in state:
                 state[key] = state[key][~fooled]
             loss_steps = loss_steps[:, ~fooled]
 
-    record(logits)
+    record(logits, x_adv)
     until_check, since_check = length, 0
     for i in range(n_steps):
         if state["rows"].numel() == 0:
@@ -85,6 +85,7 @@ def _plain_apgd(forward, x, y, loss, epsilon, norm, n_steps, generator, rho=0.75
             s["x_adv"] = project(s["x_adv"] + momentum * (z - s["x_adv"]) + (1 - momentum) * difference,
                                  s["origin"], epsilon, norm)
         logits, loss_value, s["grad"] = evaluate(s["x_adv"], s["rows"])
+        evaluated = s["x_adv"]
         loss_steps[i] = loss_value
         improved = loss_value > s["loss_best"]
         mask = _view(improved, s["x_adv"])
@@ -102,7 +103,7 @@ def _plain_apgd(forward, x, y, loss, epsilon, norm, n_steps, generator, rho=0.75
                 s["x_adv"] = torch.where(_view(reduce, s["x_adv"]), s["x_best"], s["x_adv"])
                 s["grad"] = torch.where(_view(reduce, s["grad"]), s["grad_best"], s["grad"])
             until_check, since_check = max(until_check - decrement, minimum), 0
-        record(logits)
+        record(logits, evaluated)
     return result, success
 
 
@@ -119,6 +120,10 @@ def test_apgd_equals_the_plain_formulation(norm, epsilon, objective, tiny_classi
                                                n_steps, torch.Generator().manual_seed(2))
         assert torch.equal(ours_success, plain_success)
         assert torch.equal(ours, plain)
+        # a success is an image the model gets wrong: the returned image is the iterate that was
+        # classified, not one a checkpoint reset to the best-loss iterate afterwards
+        with torch.no_grad():
+            assert bool((forward(ours[ours_success]).argmax(1) != y[ours_success]).all())
         if n_steps == 12:
             assert 0 < int(ours_success.sum()) < len(x), "the check needs samples that break and samples that stay"
 
@@ -135,3 +140,22 @@ def test_select_rows_equals_a_broadcast_where() -> None:
         assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
     assert select_rows(torch.ones(6, dtype=torch.bool), a, b) is a
     assert select_rows(torch.zeros(6, dtype=torch.bool), a, b) is b
+
+
+def test_every_apgd_success_is_misclassified_on_the_default_model(default_classifier) -> None:
+    """A checkpoint may reset an image's iterate to its best-loss point after the iterate it
+    was fooled by was classified; the image returned must be the one that fooled the model.
+    (Before the fix, this case, at AVX-512 kernels, flagged one image whose returned point the
+    model still classified correctly.)"""
+    from mlsafety.data import default_splits
+
+    data = default_splits()["test"].head(512, seed=0)
+    x, y = data.images, data.labels
+    forward = make_forward(default_classifier)
+    with default_classifier.evaluating():
+        adversarial, success = apgd(forward, x, y, lambda z, rows: cross_entropy(z, y[rows]), epsilon=0.01,
+                                    norm="Linf", n_steps=20, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            predicted = forward(adversarial).argmax(1)
+    assert 0 < int(success.sum()) < len(x)
+    assert bool((predicted[success] != y[success]).all())

@@ -128,14 +128,15 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
         loss_best, loss_steps = loss_best[keep], loss_steps[:, keep]
         loss_best_last_check, reduced_last_check = loss_best_last_check[keep], reduced_last_check[keep]
 
-    def record(logits: torch.Tensor) -> None:
+    def record(logits: torch.Tensor, points: torch.Tensor) -> None:
+        # ``points`` are the images the logits are of (a checkpoint may since have reset x_adv)
         fooled = logits.argmax(1) != labels
         if bool(fooled.any()):
-            result[rows[fooled]] = x_adv[fooled]
+            result[rows[fooled]] = points[fooled]
             success[rows[fooled]] = True
             drop(~fooled)
 
-    record(logits)
+    record(logits, x_adv)
     for i in range(n_steps):
         if rows.numel() == 0:
             break
@@ -158,6 +159,7 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
                                 norm)
         last = i == n_steps - 1 and eot_iter == 1
         logits, loss_value, grad = evaluate(x_adv, rows, need_grad=not last)
+        evaluated = x_adv
         with torch.no_grad():
             loss_steps[i] = loss_value
             improved = loss_value > loss_best
@@ -187,7 +189,7 @@ def apgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, loss: Callable[[tor
                         grad = select_rows(reduce, grad_best, grad)
                 until_check = max(until_check - decrement, minimum)
                 since_check = 0
-        record(logits)
+        record(logits, evaluated)
     return result, success
 
 
