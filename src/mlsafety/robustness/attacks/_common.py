@@ -230,6 +230,11 @@ class Attack(Perturbation):
     #: skip its clean forward pass.
     _labels_are_predictions: bool = False
 
+    def _start_unfooled(self) -> bool:
+        """True when no sample of the batch can be misclassified at the start (``y`` holds the
+        model's own fp32 predictions), so the clean forward pass may be skipped."""
+        return self._labels_are_predictions and getattr(self, "precision", "fp32") == "fp32"
+
     def _check_common(self) -> None:
         owner = type(self).__name__
         check_norm(self.norm, owner)

@@ -260,9 +260,8 @@ class APGD(Attack):
     def _attack_batch(self, classifier: Classifier, x: torch.Tensor, y: torch.Tensor,
                       generator: torch.Generator) -> torch.Tensor:
         forward = make_forward(classifier, self.precision)
-        if (self._labels_are_predictions and self.precision == "fp32"
-                and (self.loss == "ce" or classifier.n_classes is not None)):
-            # y holds the model's own predictions of these images: none is misclassified yet
+        # DLR needs the number of classes, which the clean pass gives when the classifier does not
+        if self._start_unfooled() and (self.loss == "ce" or classifier.n_classes is not None):
             fooled, n_classes = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device), classifier.n_classes
         else:
             logits, fooled = _clean_fooled(forward, x, y)

@@ -157,8 +157,7 @@ class PGD(Attack):
                       generator: torch.Generator) -> torch.Tensor:
         forward = make_forward(classifier, self.precision)
         step = self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.n_steps
-        if self._labels_are_predictions and self.precision == "fp32":
-            # y holds the model's own predictions of these images: none is misclassified yet
+        if self._start_unfooled():
             done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         else:
             with torch.no_grad():

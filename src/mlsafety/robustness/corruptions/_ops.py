@@ -146,10 +146,9 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "mirror") -> tor
                 out.add_(padded[..., i:i + h, j:j + w], alpha=weight)
         return out
     # one kernel for the whole batch: its spectrum is cached and broadcast
-    size = tuple(fast_fft_size(s) for s in padded.shape[-2:])
-    spectrum = torch.fft.rfft2(padded.float(), s=size)
-    spectrum *= _kernel_spectrum(tuple(kernel.flatten().tolist()), kernel.shape, size, x.device)
-    return torch.fft.irfft2(spectrum, s=size)[..., :h, :w].to(x.dtype)
+    size = _fft_size(padded)
+    spectrum = _kernel_spectrum(tuple(kernel.flatten().tolist()), kernel.shape, size, x.device)
+    return _correlate_spectrum(padded, spectrum, size)[..., :h, :w]
 
 
 @lru_cache(maxsize=64)
@@ -177,9 +176,19 @@ def correlate_fft(padded: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Circular cross-correlation of (N, C, S, T) images with per-image (N, 1, kh, kw) kernels
     (or one (1, 1, kh, kw) kernel for all): ``out[y, x] = sum_{u, v} k[u, v] img[y + u, x + v]``;
     rows ``y < S - kh + 1`` never wrap."""
-    size = tuple(fast_fft_size(s) for s in padded.shape[-2:])
+    size = _fft_size(padded)
+    return _correlate_spectrum(padded, torch.fft.rfft2(kernels.float(), s=size).conj_physical_(), size)
+
+
+def _fft_size(padded: torch.Tensor) -> tuple[int, int]:
+    h, w = padded.shape[-2:]
+    return fast_fft_size(h), fast_fft_size(w)
+
+
+def _correlate_spectrum(padded: torch.Tensor, kernel_spectrum: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """:func:`correlate_fft` given the kernels' conjugate spectrum at FFT size ``size``."""
     spectrum = torch.fft.rfft2(padded.float(), s=size)
-    spectrum *= torch.fft.rfft2(kernels.float(), s=size).conj_physical_()
+    spectrum *= kernel_spectrum
     return torch.fft.irfft2(spectrum, s=size).to(padded.dtype)
 
 
