@@ -289,8 +289,8 @@ class JPEGCompression(Corruption):
 
     bounded = True
     work_elements = 1 << 20
-    """Images are quantised, coded and unpacked in groups of about this many values, in
-    buffers reused across groups (fresh full-size temporaries cost page faults on the CPU)."""
+    """Images are quantised, coded and unpacked in groups of about this many values, in a
+    word buffer reused across groups (fresh full-size temporaries cost page faults on the CPU)."""
 
     def _corrupt(self, x: torch.Tensor, params: int, generator: torch.Generator) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -298,17 +298,18 @@ class JPEGCompression(Corruption):
         count, channels = planes.shape[:2]
         quality = int(params)
         step = max(1, min(count, self.work_elements // planes[0].numel()))
+        # the result doubles as scratch space: it holds the quantised levels, then the decoded
+        # bytes as int32 (an in-place view), then the floats; a separate buffer for each stage
+        # costs its page faults and cache misses, which exceed the arithmetic
         out = torch.empty(planes.shape, dtype=torch.float32)
-        quantised = torch.empty(step, channels, h, w)
+        integers = out.view(torch.int32)
         workers = min(torch.get_num_threads(), count)
         pool = ThreadPoolExecutor(workers) if workers > 1 else None
         if channels == 3:
             # RGBX pixels as one int32 word each (R + 256 G + 65536 B, X = 255 after decoding):
             # packing and unpacking are contiguous whole-plane operations, where interleaving
             # three channels byte by byte is a strided copy at several times the cost
-            packed = torch.empty(step, h, w)
             words = torch.empty(step, h, w, dtype=torch.int32)
-            channel = torch.empty(step, h, w, dtype=torch.int32)
             pixels, colorspace = words.view(torch.uint8).view(step, h, w, 4).numpy(), "RGBX"
         else:
             gray = torch.empty(step, h, w, 1, dtype=torch.uint8)
@@ -316,11 +317,12 @@ class JPEGCompression(Corruption):
         try:
             for start in range(0, count, step):
                 k = min(step, count - start)
-                levels = torch.mul(planes[start:start + k], 255, out=quantised[:k]).round_().clamp_(0, 255)
+                target, codes = out[start:start + k], integers[start:start + k]
+                # no clamp: ``__call__`` has checked that x lies in [0, 1], so levels lie in 0..255
+                levels = torch.mul(planes[start:start + k], 255, out=target).round_()
                 if channels == 3:
                     # float sums of integers below 2^24 are exact
-                    word = torch.mul(levels[:, 2], 65536.0, out=packed[:k])
-                    word.add_(levels[:, 1], alpha=256.0).add_(levels[:, 0])
+                    word = levels[:, 2].mul_(65536.0).add_(levels[:, 1], alpha=256.0).add_(levels[:, 0])
                     words[:k].copy_(word)
                 else:
                     gray[:k, ..., 0].copy_(levels[:, 0])
@@ -330,17 +332,19 @@ class JPEGCompression(Corruption):
                 else:
                     for image in images:
                         jpeg_round_trip(image, quality, colorspace)
-                target = out[start:start + k]
                 if channels == 3:
-                    for index in range(3):
-                        torch.bitwise_right_shift(words[:k], 8 * index, out=channel[:k]).bitwise_and_(255)
-                        target[:, index].copy_(channel[:k])
+                    torch.bitwise_and(words[:k], 255, out=codes[:, 0])
+                    for index in (1, 2):
+                        torch.bitwise_right_shift(words[:k], 8 * index, out=codes[:, index]).bitwise_and_(255)
                 else:
-                    target[:, 0].copy_(gray[:k, ..., 0])
+                    codes[:, 0].copy_(gray[:k, ..., 0])
+                # integer-to-float in place, then a float division: one mixed-type division
+                # measured twice as slow
+                target.copy_(codes).div_(255)
         finally:
             if pool is not None:
                 pool.shutdown()
-        return out.div_(255).view(n, c, h, w).to(device=x.device, dtype=x.dtype)
+        return out.view(n, c, h, w).to(device=x.device, dtype=x.dtype)
 
 
 def jpeg_encode(image: np.ndarray, quality: int, colorspace: str | None = None) -> bytes:
