@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -90,3 +92,93 @@ def test_training_with_very_few_steps(digits_splits) -> None:
     classifier = Classifier(module, input_shape=(1, 16, 16))
     history = train_classifier(classifier, digits_splits["train"].head(20), epochs=1, batch_size=8, progress=False)
     assert len(history.train_loss) == 1 and history.train_loss[0] > 0
+
+
+class _FlattenByView(nn.Module):
+    """A LeNet-style model that flattens a feature map with ``.view`` (fails channels-last)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.head(h.view(h.shape[0], -1))
+
+
+def test_channels_last_converts_and_restores_the_weights() -> None:
+    torch.manual_seed(0)
+    module = build_architecture("small_cnn", in_channels=1, n_classes=10, width=8).eval()
+    classifier = Classifier(module, mean=[0.3], std=[0.4])
+    # ``.data`` is a new alias at every access: compare storage and strides
+    weights = {name: (p, p.data_ptr(), p.stride()) for name, p in module.named_parameters()}
+    x = torch.rand(6, 1, 16, 16)
+    expected = classifier.predict_logits(x)
+    with classifier.channels_last() as active:
+        assert active
+        for name, (parameter, pointer, _) in weights.items():
+            assert parameter is dict(module.named_parameters())[name]  # references stay valid
+            if parameter.dim() == 4:
+                assert parameter.data_ptr() != pointer
+                # restrided also for the first convolution, where one input channel makes the layouts coincide
+                assert parameter.stride()[1] == 1
+        with classifier.channels_last() as nested:  # re-entrant
+            assert nested
+        assert classifier._layout_weights is not None, "the nested exit must not restore the layout"
+        with torch.no_grad():
+            logits = classifier.forward(x)
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert all((p.data_ptr(), p.stride()) == (pointer, stride) for p, pointer, stride in weights.values())
+    with pytest.raises(ValueError, match="boom"), classifier.channels_last():
+        raise ValueError("boom")
+    assert all((p.data_ptr(), p.stride()) == (pointer, stride) for p, pointer, stride in weights.values())
+
+
+def test_channels_last_is_off_without_convolutions_and_falls_back_for_view_models() -> None:
+    linear = Classifier(_linear_model().eval())
+    with linear.channels_last() as active:
+        assert not active
+    model = _FlattenByView().eval()
+    classifier = Classifier(model)
+    x = torch.rand(4, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+    with classifier.channels_last() as active:
+        assert active
+        with torch.no_grad():
+            logits = classifier.forward(x)  # .view fails on the channels-last feature map
+        assert classifier._layout_weights is None, "the model's own layout after the failed attempt"
+        assert model.conv.weight.is_contiguous()
+    assert torch.equal(logits, expected)
+
+
+def test_attacks_run_channels_last_and_agree_with_the_model_layout(tiny_classifier, digits_splits,
+                                                                   monkeypatch) -> None:
+    from mlsafety.robustness.attacks import APGD, PGD
+
+    x, y = digits_splits["test"].images[:64], digits_splits["test"].labels[:64]
+    layout = tiny_classifier.channels_last
+    strides = [p.stride() for p in tiny_classifier.module.parameters()]
+    for attack in (PGD(epsilon=0.04, n_steps=5), APGD(epsilon=0.04, n_steps=5)):
+        seen = []
+        monkeypatch.setattr(tiny_classifier, "channels_last", lambda seen=seen: _recording(layout(), seen))
+        fast = attack(x, y, tiny_classifier)
+        assert seen == [True], "the attack runs the convolutional model channels-last on the CPU"
+        assert [p.stride() for p in tiny_classifier.module.parameters()] == strides
+        monkeypatch.setattr(tiny_classifier, "channels_last", lambda: contextlib.nullcontext(False))
+        plain = attack(x, y, tiny_classifier)
+        # the same attack up to rounding: a few pixels may step the other way where a gradient
+        # entry is near zero, and the fooled samples agree
+        assert float((plain - fast).abs().gt(1e-4).float().mean()) < 0.02
+        fooled = tiny_classifier.predict(fast) != y
+        assert int((fooled != (tiny_classifier.predict(plain) != y)).sum()) <= 1
+        assert 0 < int(fooled.sum()) < len(y)
+
+
+@contextlib.contextmanager
+def _recording(context, seen):
+    with context as active:
+        seen.append(active)
+        yield active
