@@ -64,6 +64,7 @@ class Classifier:
 
     _layout_weights: list[tuple[nn.Parameter, torch.Tensor]] | None = None
     _layout_verified: bool = False
+    _layout_unsupported: bool = False
 
     def __init__(
         self,
@@ -155,7 +156,7 @@ class Classifier:
         run channels-last (one that calls ``.view`` on a feature map) falls back to its own
         layout at its first forward pass. Re-entrant.
         """
-        if self._layout_weights is not None or self.device.type != "cpu":
+        if self._layout_weights is not None or self.device.type != "cpu" or self._layout_unsupported:
             yield self._layout_weights is not None
             return
         weights = [p for p in self.module.parameters() if p.dim() == 4]
@@ -191,8 +192,10 @@ class Classifier:
             except RuntimeError:
                 if self._layout_verified:
                     raise
-                # e.g. ``.view`` of a channels-last feature map: run in the model's own layout
+                # e.g. ``.view`` of a channels-last feature map: run in the model's own layout,
+                # now and in later calls
                 self._restore_layout()
+                self._layout_unsupported = True
                 output = self._logits(x)
             self._layout_verified = True
         else:
@@ -226,7 +229,7 @@ class Classifier:
         """
         x = self._check_input(x)
         size = batch_size or self.batch_size
-        with self.evaluating():
+        with self.evaluating(), self.channels_last():
             outputs = [self.forward(batch.to(self.device)).float().to(x.device)
                        for batch in x.split(size)]
         return torch.cat(outputs)
@@ -275,7 +278,7 @@ class Classifier:
         x = self._check_input(x)
         size = batch_size or self.batch_size
         features, logits = [], []
-        with self.evaluating():
+        with self.evaluating(), self.channels_last():
             for batch in x.split(size):
                 f, out = self.forward_with_features(batch.to(self.device))
                 features.append(f.float().to(x.device))
