@@ -147,8 +147,9 @@ class Classifier:
         """Run a convolutional model in the channels-last layout on the CPU for the duration.
 
         On the CPU, oneDNN's convolutions, batch norms and max pools run faster on channels-last
-        tensors: a forward+backward pass of a 128-image batch measured 1.4x faster for the
-        default SmallCNN and the PreAct-ResNet (see BENCHMARKS.md). The convolution weights are
+        tensors: batched inference measured 1.9x faster for the default SmallCNN and 1.3x for the
+        PreAct-ResNet, a forward+backward pass of a 128-image batch 1.3x and 1.25x (medians of
+        seven runs, ``benchmarks/layout.py``; BENCHMARKS.md, "Models"). The convolution weights are
         converted in place (``parameter.data``, so references to the parameters stay valid) and
         restored on exit; inputs of :meth:`forward` are converted. The logits agree with the
         model's own layout to rounding (a few 1e-6 on the default model). Yields whether the
