@@ -182,3 +182,43 @@ def _recording(context, seen):
     with context as active:
         seen.append(active)
         yield active
+
+
+class _WeightStandardisedConv(nn.Conv2d):
+    """A convolution that flattens its own 4-D weight with ``.view`` (fails on a channels-last weight)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = self.weight.view(self.weight.shape[0], -1)
+        weight = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-5)).view_as(self.weight)
+        return nn.functional.conv2d(x, weight, self.bias, padding=1)
+
+
+def _variant(kind: str) -> nn.Module:
+    torch.manual_seed(0)
+    if kind == "grouped_and_transposed":
+        return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1, groups=3),
+                             nn.ConvTranspose2d(6, 4, 2, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(4, 5))
+    if kind == "weight_norm":
+        conv = nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 4, 3, padding=1))
+        return nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 5))
+    if kind == "weight_view":
+        return nn.Sequential(_WeightStandardisedConv(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(4, 5))
+    module = build_architecture("small_cnn", in_channels=3, n_classes=5, width=4).eval()
+    return torch.jit.script(module) if kind == "torchscript" else module
+
+
+@pytest.mark.parametrize("kind", ["small_cnn", "torchscript", "grouped_and_transposed", "weight_norm", "weight_view"])
+def test_channels_last_inference_matches_the_model_layout(kind: str) -> None:
+    module = _variant(kind).eval()
+    classifier = Classifier(module, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    x = torch.rand(7, 3, 8, 8)
+    with torch.no_grad():
+        expected = module((x - 0.5) / 0.25)
+    strides = [p.stride() for p in module.parameters()]
+    logits = classifier.predict_logits(x)
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert [p.stride() for p in module.parameters()] == strides, "the weights' layout must be restored"
+    # a model that failed channels-last once keeps its own layout
+    assert classifier._layout_unsupported == (kind == "weight_view")
