@@ -222,3 +222,13 @@ def test_channels_last_inference_matches_the_model_layout(kind: str) -> None:
     assert [p.stride() for p in module.parameters()] == strides, "the weights' layout must be restored"
     # a model that failed channels-last once keeps its own layout
     assert classifier._layout_unsupported == (kind == "weight_view")
+
+
+def test_a_wrong_input_does_not_switch_channels_last_off() -> None:
+    classifier = Classifier(_variant("small_cnn").eval())
+    with pytest.raises(RuntimeError), classifier.channels_last(), torch.no_grad():
+        classifier.forward(torch.rand(2, 1, 8, 8))  # one channel for a three-channel model
+    assert not classifier._layout_unsupported
+    assert all(p.is_contiguous() for p in classifier.module.parameters())
+    with classifier.channels_last() as active:
+        assert active

@@ -194,10 +194,10 @@ class Classifier:
                 if self._layout_verified:
                     raise
                 # e.g. ``.view`` of a channels-last feature map: run in the model's own layout,
-                # now and in later calls
+                # now and (if that works, so the input was not at fault) in later calls
                 self._restore_layout()
-                self._layout_unsupported = True
                 output = self._logits(x)
+                self._layout_unsupported = True
             self._layout_verified = True
         else:
             output = self._logits(x)
