@@ -81,8 +81,8 @@ class UtilityEnsemble(ParamsMixin):
         """
         check_positive(self.n_members, "n_members", "UtilityEnsemble", integer=True)
         check_in(self.aggregate, AGGREGATES, "aggregate", "UtilityEnsemble")
-        encoder = resolve_encoder(self.model_params.get("encoder"))
         if not isinstance(better, torch.Tensor):
+            encoder = resolve_encoder(self.model_params.get("encoder"))
             if encoder is None:
                 raise InvalidInputError("UtilityEnsemble got texts but no encoder; pass encoder='minilm'.")
             better, worse = encoder.encode(list(better)), encoder.encode(list(worse))

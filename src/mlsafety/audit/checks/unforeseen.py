@@ -169,7 +169,7 @@ class UnforeseenCheck(Check):
         low = [label for label, value in (("UA2", ua2), ("spatial accuracy", spatial_accuracy))
                if value < max_drop * clean]
         verdict = "warn" if warnings or low else "pass"
-        summary = (f"UA2 {ua2:.1%}" + (f" {ua2_interval.split(' (')[0]}" if ua2_interval != "-" else "")
+        summary = (f"UA2 {ua2:.1%}" + (f" [{ua2_bounds[0]:.1%}, {ua2_bounds[1]:.1%}]" if ua2_bounds else "")
                    + f" vs clean {clean:.1%}; worst attack {worst_name} ({worst_accuracy:.1%}); "
                    f"spatial worst-of-10 {spatial_accuracy:.1%}; universal patch fools {patch_success:.1%}"
                    + (f"; {len(warnings)} sanity warning(s)." if warnings else "."))
