@@ -154,10 +154,11 @@ def throughput(args: argparse.Namespace) -> dict:
     per-sample early exit saves nothing and the per-step cost shows) and ``--epsilon`` (about
     half break). Every timing is CPU seconds of this process (one thread), the minimum over
     ``--repeats`` rounds in which the limit, ours and torchattacks run back to back (the JSON also
-    has the medians over the rounds and their ratios). The attacks run convolutional models
-    channels-last on the CPU (``Classifier.channels_last``), so the table also gives the per-step
-    cost against the forward+backward pass in that layout (``/cl lim``). The images
-    are the first ``--n`` test images each model classifies correctly. Robust accuracy is
+    has the medians over the rounds and their ratios, and the paired ratios: the median and quartiles
+    over the rounds of the ratio within one round: columns ``paired`` and ``paired (IQR)``). The
+    attacks run convolutional models channels-last on the CPU (``Classifier.channels_last``), so
+    the table also gives the per-step cost against the forward+backward pass in that layout
+    (``/cl lim``). The images are the first ``--n`` test images each model classifies correctly. Robust accuracy is
     re-scored in fp32 for every attack (also the bf16 one).
     """
     test = default_splits()["test"]
@@ -201,7 +202,9 @@ def throughput(args: argparse.Namespace) -> dict:
                 row = {"seconds": round(best[name], 4), "seconds_median": round(median[name], 4),
                        "ms_per_step": round(1000 * per_step, 3), "per_step_over_limit": round(per_step / limit, 3),
                        "per_step_over_limit_median": round(median[name] / n_steps / limit_median, 3),
-                       "per_step_over_channels_last_limit": round(per_step / layout_limit, 3)}
+                       "per_step_over_channels_last_limit": round(per_step / layout_limit, 3),
+                       "per_step_over_limit_paired_median": round(statistics.median(
+                           (t / n_steps) / (lim / runs["limit"][1]) for t, lim in zip(times[name], times["limit"])), 3)}
                 if not name.startswith("limit"):
                     row["robust_accuracy_fp32"] = _accuracy(classifier, adversarial[name], y)
                 rows[f"{setting}/{name}"] = row
@@ -211,6 +214,12 @@ def throughput(args: argparse.Namespace) -> dict:
                     row = rows[f"{setting}/{attack}_{variant}"]
                     row["speedup_vs_torchattacks"] = round(theirs["seconds"] / row["seconds"], 3)
                     row["speedup_vs_torchattacks_median"] = round(theirs["seconds_median"] / row["seconds_median"], 3)
+                    # per round: theirs over ours from the same round (back to back), so that a slow
+                    # stretch of the machine affects both; median and quartiles over the rounds
+                    paired = [a / b for a, b in zip(times[f"{attack}_torchattacks"], times[f"{attack}_{variant}"])]
+                    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+                    row["speedup_vs_torchattacks_paired"] = {"median": round(statistics.median(paired), 3),
+                                                             "q1": round(quartiles[0], 3), "q3": round(quartiles[2], 3)}
             for name, row in rows.items():
                 if name.startswith(setting):
                     table.append((model_name, eps, name.split("/")[1], row))
@@ -219,13 +228,16 @@ def throughput(args: argparse.Namespace) -> dict:
                                      "rows": rows}
     out["load_average_end"] = os.getloadavg()
     out["load_1min_during"] = {"min": min(loads), "median": statistics.median(loads), "max": max(loads)}
-    print(f"\n{'model':14s} {'eps':>6s} {'run':26s} {'ms/step':>8s} {'/limit':>7s} {'med.':>6s} {'/cl lim':>7s} "
-          f"{'vs TA':>6s} {'med.':>6s} {'robust':>7s}")
+    print(f"\n{'model':14s} {'eps':>6s} {'run':26s} {'ms/step':>8s} {'/limit':>7s} {'med.':>6s} {'paired':>6s} "
+          f"{'/cl lim':>7s} {'vs TA':>6s} {'med.':>6s} {'paired (IQR)':>17s} {'robust':>7s}")
     for model_name, eps, name, row in table:
+        paired = row.get("speedup_vs_torchattacks_paired")
+        paired_text = f"{paired['median']:.2f} ({paired['q1']:.2f}-{paired['q3']:.2f})" if paired else "nan"
         print(f"{model_name:14s} {eps:6.3f} {name:26s} {row['ms_per_step']:8.2f} {row['per_step_over_limit']:7.3f} "
-              f"{row['per_step_over_limit_median']:6.3f} {row['per_step_over_channels_last_limit']:7.3f} "
+              f"{row['per_step_over_limit_median']:6.3f} {row['per_step_over_limit_paired_median']:6.3f} "
+              f"{row['per_step_over_channels_last_limit']:7.3f} "
               f"{row.get('speedup_vs_torchattacks', float('nan')):6.2f} "
-              f"{row.get('speedup_vs_torchattacks_median', float('nan')):6.2f} "
+              f"{row.get('speedup_vs_torchattacks_median', float('nan')):6.2f} {paired_text:>17s} "
               f"{row.get('robust_accuracy_fp32', float('nan')):7.3f}")
     return out
 
