@@ -1,19 +1,23 @@
 """Attack benchmarks: throughput against torchattacks, and AutoAttack against the reference.
 
-Three parts, each writing a JSON file under ``benchmarks/results/``:
+Five parts, each writing a JSON file under ``benchmarks/results/``:
 
 * ``throughput``: per-step cost of PGD-10 and APGD-CE against one forward+backward pass of the
   batch (the limit, measured in the same rounds), and ours (fp32 and bf16 autocast) against
   torchattacks at the same settings, on the default SmallCNN, an MLP and a PreAct-ResNet, at a
   budget where nearly all images survive and one where about half break; one table.
+* ``breakdown``: where PGD-10's time goes against torchattacks (paired ratios of its step loop with
+  and without early exit, of the whole attack and of torchattacks).
 * ``reference``: robust accuracy of our AutoAttack (standard) vs the reference ``pyautoattack`` on
   the same models and images: the default Fashion-MNIST model and, when their checkpoints
   exist, the adversarially trained ones from ``benchmarks/adversarial_training.py``.
 * ``reference_digits``: the same on the tiny 16 px digits model of the tests (200 images).
 * ``l2``: APGD-CE + APGD-T at an L2 budget on the same models.
 
-Run: ``python benchmarks/attacks.py throughput|reference|reference_digits|l2 [--n 100] [--epsilon 0.1] [--threads 1]``
-(throughput: ``python benchmarks/attacks.py throughput --n 256 --epsilon 0.03 --repeats 3``)
+Run: ``python benchmarks/attacks.py throughput|breakdown|reference|reference_digits|l2 [--n 100]
+[--epsilon 0.1] [--threads 1]``
+(throughput: ``python benchmarks/attacks.py throughput --n 128 --epsilon 0.03 --repeats 9``;
+breakdown: ``python benchmarks/attacks.py breakdown --n 128 --models mlp --repeats 80``)
 """
 
 from __future__ import annotations
@@ -242,6 +246,67 @@ def throughput(args: argparse.Namespace) -> dict:
     return out
 
 
+def _paired_pgd_ratios(classifier: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, rounds: int) -> dict:
+    """Paired ratios (median and quartiles over ``rounds``) of PGD-10's parts on one model."""
+    import torchattacks
+
+    from mlsafety.robustness.attacks.pgd import pgd
+
+    module, alpha, forward = _module(classifier), 2.5 * eps / 10, make_forward(classifier)
+
+    def loop(early_stop: bool) -> torch.Tensor:
+        with classifier.evaluating(), classifier.channels_last():
+            return pgd(forward, x, y, epsilon=eps, norm="Linf", n_steps=10, step_size=alpha,
+                       early_stop=early_stop, generator=torch.Generator().manual_seed(0))
+
+    runs = {"loop": lambda: loop(False), "loop_early_exit": lambda: loop(True),
+            "attack": lambda: PGD(epsilon=eps, n_steps=10, step_size=alpha)(x, y, classifier),
+            "torchattacks": lambda: torchattacks.PGD(module, eps=eps, alpha=alpha, steps=10, random_start=True)(x, y)}
+    pairs = (("loop_early_exit", "loop"), ("torchattacks", "loop"), ("attack", "loop_early_exit"),
+             ("attack", "torchattacks"))
+    for run in runs.values():
+        run()
+    ratios = {f"{a}/{b}": [] for a, b in pairs}
+    for round_ in range(rounds):
+        for a, b in pairs:
+            seconds = {}
+            for name in ((a, b) if round_ % 2 == 0 else (b, a)):
+                start = time.process_time()
+                runs[name]()
+                seconds[name] = time.process_time() - start
+            ratios[f"{a}/{b}"].append(seconds[a] / seconds[b])
+    rows = {}
+    for key, values in ratios.items():
+        quartiles = statistics.quantiles(values, n=4)
+        rows[key] = {"median": round(statistics.median(values), 3), "q1": round(quartiles[0], 3),
+                     "q3": round(quartiles[2], 3)}
+    return rows
+
+
+def breakdown(args: argparse.Namespace) -> dict:
+    """Where PGD-10's time goes against torchattacks, at ``--epsilon-survive`` (nearly every image
+    survives): paired ratios over ``--repeats`` rounds (the two sides of a ratio run back to back,
+    in alternating order) of our step loop with early exit over the same loop without it,
+    torchattacks over our loop without early exit, and the whole attack (input checks and the
+    clean forward pass) over its loop with early exit. Models and images as in ``throughput``."""
+    test = default_splits()["test"]
+    out = {"n": args.n, "epsilon": args.epsilon_survive, "rounds": args.repeats, "threads": torch.get_num_threads(),
+           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "date": datetime.datetime.now(
+               datetime.timezone.utc).isoformat(), "load_average_start": os.getloadavg(), "models": {}}
+    for model_name, classifier in benchmark_models().items():
+        if args.models and model_name not in args.models.split(","):
+            continue
+        correct = (classifier.predict(test.images[:4 * args.n]) == test.labels[:4 * args.n]).nonzero().squeeze(1)
+        x, y = test.images[correct[:args.n]], test.labels[correct[:args.n]]
+        classifier.batch_size = args.n
+        rows = _paired_pgd_ratios(classifier, x, y, args.epsilon_survive, args.repeats)
+        for key, row in rows.items():
+            print(f"{model_name:14s} {key:32s} {row['median']:6.3f} ({row['q1']:.3f}-{row['q3']:.3f})", flush=True)
+        out["models"][model_name] = rows
+    out["load_average_end"] = os.getloadavg()
+    return out
+
+
 def _models() -> dict[str, Classifier]:
     models = {"standard": load_default_classifier()}
     for method in ("fgsm_rs", "pgd", "trades"):
@@ -325,7 +390,7 @@ def l2(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=["throughput", "reference", "reference_digits", "l2"])
+    parser.add_argument("part", choices=["throughput", "breakdown", "reference", "reference_digits", "l2"])
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--epsilon", type=float, default=0.1)
     parser.add_argument("--epsilon-survive", type=float, default=0.002,
@@ -337,8 +402,8 @@ def main() -> None:
     parser.add_argument("--out", default="", help="result file name (default: attacks_<part>.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"throughput": throughput, "reference": reference, "reference_digits": reference_digits,
-              "l2": l2}[args.part](args)
+    result = {"throughput": throughput, "breakdown": breakdown, "reference": reference,
+              "reference_digits": reference_digits, "l2": l2}[args.part](args)
     RESULTS.mkdir(exist_ok=True)
     suffix = ""
     path = RESULTS / (args.out or f"attacks_{args.part}{suffix}.json")
