@@ -62,6 +62,68 @@ def test_matrix_scaling_penalty_shrinks_off_diagonal() -> None:
     assert (tight.weight_ * off).abs().sum() < 0.5 * (loose.weight_ * off).abs().sum()
 
 
+def _model_like_logits(n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strongly correlated logits, as a network's are: K classes driven by 4 latent features."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, 4, generator=generator, dtype=torch.float64)
+    logits = features @ (3 * torch.randn(4, k, generator=generator, dtype=torch.float64))
+    logits = logits + 0.3 * torch.randn(n, k, generator=generator, dtype=torch.float64)
+    labels = torch.multinomial(torch.softmax(logits / 2, 1), 1, generator=generator).squeeze(1)
+    return logits, labels
+
+
+def _matrix_objective(weight: torch.Tensor, bias: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                      off_diagonal_penalty: float = 1e-2, bias_penalty: float = 1e-2) -> torch.Tensor:
+    # the objective as the docstring states it (Kull et al., 2019, ODIR), written independently
+    k = logits.shape[1]
+    off = 1 - torch.eye(k, dtype=torch.float64)
+    return (torch.nn.functional.cross_entropy(logits @ weight.T + bias, labels)
+            + off_diagonal_penalty * (weight * off).square().sum() / (k * (k - 1))
+            + bias_penalty * bias.square().sum() / k)
+
+
+def test_matrix_scaling_reaches_the_minimum_of_its_objective() -> None:
+    logits, labels = _model_like_logits(2000, 10, seed=0)
+    scaler = MatrixScaling().fit(logits, labels)
+    assert scaler.converged_ and scaler.n_iter_ < 50
+    weight = scaler.weight_.clone().requires_grad_(True)
+    bias = scaler.bias_.clone().requires_grad_(True)
+    gradient = torch.autograd.grad(_matrix_objective(weight, bias, logits, labels), [weight, bias])
+    assert max(float(g.abs().max()) for g in gradient) < 1e-8
+    # no lower point found by scipy's BFGS from the identity map
+    k = logits.shape[1]
+
+    def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        flat = torch.tensor(theta, requires_grad=True)
+        value = _matrix_objective(flat[:k * k].view(k, k), flat[k * k:], logits, labels)
+        (grad,) = torch.autograd.grad(value, flat)
+        return float(value.detach()), grad.numpy()
+
+    start = np.concatenate([np.eye(k).ravel(), np.zeros(k)])
+    reference = minimize(value_and_gradient, start, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 5000})
+    ours = float(_matrix_objective(scaler.weight_, scaler.bias_, logits, labels))
+    assert ours <= reference.fun + 1e-10
+
+
+def test_matrix_scaling_does_not_move_with_tiny_logit_changes() -> None:
+    # a fit stopped before convergence moves with the last bits of the logits (an L-BFGS fit capped
+    # at 150 iterations changed these probabilities by 2.5e-3 to 5e-3)
+    for seed in (0, 1):
+        logits, labels = _model_like_logits(2000, 10, seed=seed)
+        noise = 1e-6 * torch.randn(logits.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+        first = MatrixScaling().fit(logits, labels).transform(logits)
+        second = MatrixScaling().fit(logits + noise, labels).transform(logits)
+        assert float((first - second).abs().max()) < 1e-4
+
+
+def test_matrix_scaling_with_many_classes_uses_lbfgs() -> None:
+    logits, labels = synthetic(600, 25, seed=6)
+    scaler = MatrixScaling(max_iter=40).fit(logits, labels)
+    assert scaler.n_iter_ <= 40 and scaler.converged_ in (True, False)
+    temperature = _nll(TemperatureScaling().fit_transform(logits, labels), labels)
+    assert _nll(scaler.transform(logits), labels) <= temperature + 1e-6
+
+
 def test_histogram_binning_bins_hold_label_frequencies() -> None:
     logits, labels = synthetic(500, 3, seed=5)
     binning = HistogramBinning(n_bins=4).fit(logits, labels)

@@ -104,9 +104,11 @@ class LogitScalingCalibrator(Calibrator):
         return torch.softmax(self._calibrated_logits(logits.double()), dim=1)
 
 
-def minimise_lbfgs(parameters: list[torch.Tensor], loss_fn: Any, max_iter: int) -> float:
+def minimise_lbfgs(parameters: list[torch.Tensor], loss_fn: Any, max_iter: int,
+                   state: dict[str, Any] | None = None) -> float:
     """Minimise ``loss_fn()`` over ``parameters`` with full-batch L-BFGS and a strong-Wolfe
-    line search (Nocedal & Wright, 2006, ch. 7); returns the final loss."""
+    line search (Nocedal & Wright, 2006, ch. 7); returns the final loss. ``state``, if given,
+    receives the iterations run (``n_iter``)."""
     optimiser = torch.optim.LBFGS(parameters, lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20)
 
@@ -120,6 +122,8 @@ def minimise_lbfgs(parameters: list[torch.Tensor], loss_fn: Any, max_iter: int) 
     # competing ones, so the fit runs single-threaded and restores the setting afterwards
     with torch.enable_grad(), _one_thread():
         optimiser.step(closure)
+        if state is not None:
+            state["n_iter"] = int(optimiser.state[optimiser.param_groups[0]["params"][0]].get("n_iter", 0))
         return float(loss_fn().detach())
 
 
