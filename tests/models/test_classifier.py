@@ -233,3 +233,21 @@ def test_a_wrong_input_does_not_switch_channels_last_off() -> None:
     assert all(p.is_contiguous() for p in classifier.module.parameters())
     with classifier.channels_last() as active:
         assert active
+
+
+@pytest.mark.parametrize("first_call", ["predict", "attack"])
+def test_lazy_modules_initialise_in_their_own_layout_then_run_channels_last(first_call: str) -> None:
+    from mlsafety.robustness.attacks import PGD
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.LazyConv2d(4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3)).eval()
+    classifier = Classifier(module, input_shape=(1, 8, 8))
+    x = torch.rand(6, 1, 8, 8)
+    if first_call == "predict":
+        assert classifier.predict_logits(x).shape == (6, 3)
+    else:
+        assert PGD(epsilon=0.05, n_steps=2)(x, torch.tensor([0, 1, 2, 0, 1, 2]), classifier).shape == x.shape
+    with classifier.channels_last() as used:
+        assert used and module[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert module[0].weight.is_contiguous()
+    assert torch.allclose(classifier.predict_logits(x), module(x), atol=1e-5)

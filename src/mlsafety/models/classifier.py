@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from mlsafety._validation import check_images, looks_like_probabilities
 from mlsafety.exceptions import InvalidInputError, MLSafetyWarning, ShapeError, parameter_error
@@ -160,7 +161,10 @@ class Classifier:
         if self._layout_weights is not None or self.device.type != "cpu" or self._layout_unsupported:
             yield self._layout_weights is not None
             return
-        weights = [p for p in self.module.parameters() if p.dim() == 4]
+        parameters = list(self.module.parameters())
+        # lazy modules (``nn.LazyConv2d``) get their weights in their first forward pass: run
+        # that one in the model's own layout
+        weights = [] if any(is_lazy(p) for p in parameters) else [p for p in parameters if p.dim() == 4]
         if not weights:
             yield False
             return
