@@ -251,3 +251,25 @@ def test_lazy_modules_initialise_in_their_own_layout_then_run_channels_last(firs
         assert used and module[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert module[0].weight.is_contiguous()
     assert torch.allclose(classifier.predict_logits(x), module(x), atol=1e-5)
+
+
+class _ContiguousOnly(nn.Module):
+    """A model that asserts its input layout, as some hand-written ones do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.is_contiguous(), "expects NCHW-contiguous input"
+        return self.head(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_a_model_that_asserts_its_layout_runs_in_its_own() -> None:
+    module = _ContiguousOnly().eval()
+    classifier = Classifier(module, input_shape=(3, 8, 8))
+    x = torch.rand(4, 3, 8, 8)
+    assert torch.allclose(classifier.predict_logits(x), module(x), atol=1e-6)
+    assert classifier._layout_unsupported
+    assert all(p.is_contiguous() for p in module.parameters())

@@ -194,10 +194,11 @@ class Classifier:
         if self._layout_weights is not None and x.dim() == 4:
             try:
                 output = self._logits(x.contiguous(memory_format=torch.channels_last))
-            except RuntimeError:
+            except Exception:  # whatever a model raises on a layout it does not expect
                 if self._layout_verified:
                     raise
-                # e.g. ``.view`` of a channels-last feature map: run in the model's own layout,
+                # e.g. ``.view`` of a channels-last feature map, or a model that asserts
+                # ``x.is_contiguous()``: run in the model's own layout,
                 # now and (if that works, so the input was not at fault) in later calls
                 self._restore_layout()
                 output = self._logits(x)
