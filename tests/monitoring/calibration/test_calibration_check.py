@@ -24,6 +24,7 @@ def test_check_reports_before_and_after_with_diagram(tiny_classifier, digits_spl
     assert result.metrics["ece_low"] <= result.metrics["ece"] <= result.metrics["ece_high"]
     assert "Reliability diagram" in [f.title for f in result.figures]
     assert any("not_a_corruption" in note for note in result.notes)
+    assert not any("before its fit converged" in note for note in result.notes)
     methods = [row[0] for row in result.tables[1].rows]
     assert "temperature_scaling" in methods and "uncalibrated" in methods
     if "gaussian_noise" in CORRUPTIONS:
@@ -55,3 +56,20 @@ def test_check_on_the_default_model(default_classifier, fashion_small) -> None:
     result = CHECKS.create("calibration").run(context)
     assert result.verdict in ("pass", "warn")
     assert result.metrics["ece"] < 0.1
+
+
+def test_comparison_table_says_when_a_fit_did_not_converge(monkeypatch) -> None:
+    import torch
+    from calibration_synthetic import synthetic
+
+    from mlsafety.monitoring.calibration import MatrixScaling
+
+    # 25 classes take the L-BFGS path; two iterations cannot converge
+    monkeypatch.setattr(MatrixScaling.__init__, "__defaults__", (2, 1e-2, 1e-2))
+    logits, labels = synthetic(400, 25, seed=3)
+    notes: list[str] = []
+    table = CHECKS.create("calibration")._compare(logits[:200].float(), labels[:200], logits[200:].float(),
+                                                  labels[200:], 15, notes)
+    assert "matrix_scaling" in [row[0] for row in table.rows]
+    assert any(note.startswith("matrix_scaling stopped after") and "before its fit converged" in note for note in notes)
+    assert torch.isfinite(torch.tensor([row[1] for row in table.rows])).all()

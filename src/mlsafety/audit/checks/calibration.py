@@ -244,10 +244,14 @@ class CalibrationCheck(Check):
         for name in CALIBRATORS.names():
             start = time.perf_counter()
             try:
-                calibrated = CALIBRATORS.create(name).fit(validation_logits, validation_labels).transform(logits)
+                calibrator = CALIBRATORS.create(name).fit(validation_logits, validation_labels)
+                calibrated = calibrator.transform(logits)
             except MLSafetyError as error:
                 notes.append(f"{name} could not be fitted: {error}")
                 continue
+            if getattr(calibrator, "converged_", None) is False:
+                notes.append(f"{name} stopped after {calibrator.n_iter_} iterations before its fit converged; "
+                             "its row is approximate.")
             rows.append([name, *self._row(calibrated, labels, n_bins, False), round(time.perf_counter() - start, 3)])
         return Table("Recalibrators fitted on validation, scored on evaluation data",
                      ["method", "ECE", "adaptive ECE", "classwise ECE", "NLL", "Brier", "accuracy",
