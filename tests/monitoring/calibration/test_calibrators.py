@@ -224,3 +224,20 @@ def test_bad_parameters_are_refused() -> None:
         HistogramBinning(n_bins=0).fit(logits, labels)
     with pytest.raises(InvalidParameterError, match="off_diagonal_penalty"):
         MatrixScaling(off_diagonal_penalty=-1).fit(logits, labels)
+
+
+def test_matrix_scaling_hessian_matches_autograd(monkeypatch) -> None:
+    from mlsafety.monitoring.calibration import matrix_scaling
+
+    monkeypatch.setattr(matrix_scaling, "HESSIAN_ROWS", 7)  # several row blocks
+    logits, labels = _model_like_logits(30, 4, seed=3)
+    x = torch.cat([logits, torch.ones(30, 1, dtype=torch.float64)], 1)
+    theta = torch.randn(4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    penalty = torch.rand(4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    expected = torch.autograd.functional.hessian(
+        lambda t: matrix_scaling._objective(x, labels, t.view(4, 5), penalty), theta.flatten())
+    assert torch.allclose(matrix_scaling._hessian(x, theta, penalty), expected, atol=1e-12)
+    targets = torch.nn.functional.one_hot(labels, 4).double()
+    point = theta.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(matrix_scaling._objective(x, labels, point, penalty), point)
+    assert torch.allclose(matrix_scaling._gradient(x, targets, theta, penalty), gradient, atol=1e-12)
