@@ -116,7 +116,13 @@ def test_matrix_scaling_does_not_move_with_tiny_logit_changes() -> None:
         assert float((first - second).abs().max()) < 1e-4
 
 
-def test_matrix_scaling_with_many_classes_uses_lbfgs() -> None:
+def test_matrix_scaling_with_many_classes_uses_lbfgs(monkeypatch) -> None:
+    from mlsafety.monitoring.calibration import matrix_scaling
+
+    def no_newton(*args, **kwargs):
+        raise AssertionError("Newton's method must not form the Hessian of 650 parameters")
+
+    monkeypatch.setattr(matrix_scaling, "_newton", no_newton)
     logits, labels = synthetic(600, 25, seed=6)
     scaler = MatrixScaling(max_iter=40).fit(logits, labels)
     assert scaler.n_iter_ <= 40 and scaler.converged_ in (True, False)
