@@ -142,24 +142,20 @@ def matrix_scaling_fit(cached: dict[str, torch.Tensor]) -> dict:
     validation logits change by 1e-6 (Gaussian noise)."""
     from mlsafety.monitoring.calibration import MatrixScaling
     from mlsafety.monitoring.calibration.base import minimise_lbfgs
-    from mlsafety.monitoring.calibration.matrix_scaling import _objective
+    from mlsafety.monitoring.calibration.matrix_scaling import _objective, matrix_scaling_problem
 
     logits, labels = cached["validation_logits"].double(), cached["validation_labels"]
     test_logits = cached["test_logits"].double()
     noisy = logits + 1e-6 * torch.randn(logits.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    n, k = logits.shape
-    x = torch.cat([logits, torch.ones(n, 1, dtype=torch.float64)], 1)
-    penalty = torch.zeros(k, k + 1, dtype=torch.float64)
-    penalty[:, :k] = 1e-2 / (k * (k - 1)) * (1 - torch.eye(k, dtype=torch.float64))
-    penalty[:, k] = 1e-2 / k
+    k = logits.shape[1]
+    x, penalty, _ = matrix_scaling_problem(logits, 1e-2, 1e-2)
 
     def newton(z: torch.Tensor) -> tuple[torch.Tensor, int]:
         scaler = MatrixScaling().fit(z, labels)
         return torch.cat([scaler.weight_, scaler.bias_[:, None]], 1), scaler.n_iter_
 
     def lbfgs(z: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, int]:
-        inputs = torch.cat([z, torch.ones(n, 1, dtype=torch.float64)], 1)
-        theta = torch.cat([torch.eye(k, dtype=torch.float64), torch.zeros(k, 1, dtype=torch.float64)], 1)
+        inputs, _, theta = matrix_scaling_problem(z, 1e-2, 1e-2)
         theta.requires_grad_(True)
         state: dict = {}
         minimise_lbfgs([theta], lambda: _objective(inputs, labels, theta, penalty), max_iter, state=state)

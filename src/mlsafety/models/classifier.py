@@ -63,7 +63,9 @@ class Classifier:
     >>> feats, logits = clf.features(images)          # penultimate features
     """
 
+    #: (parameter, original data) while :meth:`channels_last` is active, else None
     _layout_weights: list[tuple[nn.Parameter, torch.Tensor]] | None = None
+    #: whether a channels-last forward pass has succeeded since the layout was entered
     _layout_verified: bool = False
     _layout_unsupported: bool = False
 
@@ -96,9 +98,6 @@ class Classifier:
         self.name = name or type(module).__name__
         self.metadata = dict(metadata or {})
         self._device = torch.device(device) if device is not None else None
-        # (parameter, original data) while :meth:`channels_last` is active, else None
-        self._layout_weights = None
-        self._layout_verified = False
         if feature_layer is not None and feature_layer not in dict(module.named_modules()):
             raise parameter_error("feature_layer", "Classifier", "the name of a submodule",
                                   feature_layer, "See dict(module.named_modules()).keys().")

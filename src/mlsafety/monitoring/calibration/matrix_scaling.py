@@ -21,6 +21,21 @@ GRADIENT_TOLERANCE = 1e-6
 HESSIAN_ROWS = 2048
 
 
+def matrix_scaling_problem(logits: torch.Tensor, off_diagonal_penalty: float, bias_penalty: float,
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, penalty, theta) of the fit: float64 logits with a column of ones, the per-parameter
+    weights of the ODIR penalty, and the identity map as the starting point."""
+    z = logits.double()
+    n, k = z.shape
+    eye = torch.eye(k, dtype=z.dtype, device=z.device)
+    x = torch.cat([z, torch.ones(n, 1, dtype=z.dtype, device=z.device)], 1)
+    penalty = torch.zeros(k, k + 1, dtype=z.dtype, device=z.device)
+    penalty[:, :k] = off_diagonal_penalty / (k * (k - 1)) * (1.0 - eye)
+    penalty[:, k] = bias_penalty / k
+    theta = torch.cat([eye, torch.zeros(k, 1, dtype=z.dtype, device=z.device)], 1)
+    return x, penalty, theta
+
+
 def _objective(x: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
     """Mean NLL of ``softmax(x @ theta.T)`` plus ``sum(penalty * theta^2)``; row ``a`` of
     ``theta`` holds ``(W_a, b_a)`` and ``x`` the logits with a column of ones."""
@@ -150,15 +165,8 @@ class MatrixScaling(LogitScalingCalibrator):
         check_positive(self.max_iter, "max_iter", "MatrixScaling", integer=True)
         check_positive(self.off_diagonal_penalty, "off_diagonal_penalty", "MatrixScaling", allow_zero=True)
         check_positive(self.bias_penalty, "bias_penalty", "MatrixScaling", allow_zero=True)
-        z = logits.double()
-        n, k = z.shape
-        x = torch.cat([z, torch.ones(n, 1, dtype=z.dtype, device=z.device)], 1)
-        penalty = torch.zeros(k, k + 1, dtype=z.dtype, device=z.device)
-        penalty[:, :k] = self.off_diagonal_penalty / (k * (k - 1)) * (1.0 - torch.eye(k, dtype=z.dtype,
-                                                                                      device=z.device))
-        penalty[:, k] = self.bias_penalty / k
-        theta = torch.cat([torch.eye(k, dtype=z.dtype, device=z.device),
-                           torch.zeros(k, 1, dtype=z.dtype, device=z.device)], 1)
+        x, penalty, theta = matrix_scaling_problem(logits, self.off_diagonal_penalty, self.bias_penalty)
+        k = theta.shape[0]
         if k * (k + 1) <= NEWTON_MAX_PARAMETERS:
             with torch.no_grad(), _one_thread():
                 theta, self.n_iter_, self.converged_ = _newton(x, labels, theta, penalty, self.max_iter)
@@ -169,9 +177,7 @@ class MatrixScaling(LogitScalingCalibrator):
                            state=optimiser_state)
             theta = theta.detach()
             self.n_iter_ = int(optimiser_state.get("n_iter", self.max_iter))
-            with torch.enable_grad():
-                point = theta.clone().requires_grad_(True)
-                (gradient,) = torch.autograd.grad(_objective(x, labels, point, penalty), point)
+            gradient = _gradient(x, torch.nn.functional.one_hot(labels, k).to(x.dtype), theta, penalty)
             self.converged_ = float(gradient.abs().max()) <= GRADIENT_TOLERANCE
         self.weight_, self.bias_ = theta[:, :k].contiguous(), theta[:, k].contiguous()
 
